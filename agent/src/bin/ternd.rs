@@ -1,0 +1,6 @@
+//! `ternd`: the tern node agent (not built yet).
+
+fn main() -> std::process::ExitCode {
+    eprintln!("{}", tern_agent::NOT_BUILT_YET);
+    std::process::ExitCode::from(2)
+}
