@@ -13,7 +13,7 @@ pub fn hex(text: &str) -> Vec<u8> {
         .filter(|c| c.is_ascii_hexdigit())
         .collect();
     assert!(
-        digits.len() % 2 == 0,
+        digits.len().is_multiple_of(2),
         "odd number of hex digits in {text:?}"
     );
     (0..digits.len())
