@@ -85,13 +85,13 @@ impl<'a> UpdateBuilder<'a> {
                 out.push(0);
                 (Some(at), encoded_attributes.len())
             };
-            rest = pack(rest, add_path, out, start, max - trailer);
-            if out.len() - start + trailer > max || out.len() == start + HEADER_LEN + 4 {
+            let before = rest.len();
+            rest = pack(rest, add_path, out, start, max.saturating_sub(trailer));
+            if rest.len() == before {
+                // Not even one route fits beside these attributes.
+                let length = out.len() - start + trailer;
                 out.truncate(start);
-                return Err(EncodeError::TooLong {
-                    length: HEADER_LEN + 4 + trailer,
-                    max,
-                });
+                return Err(EncodeError::TooLong { length, max });
             }
             if let Some(at) = mp_length_at {
                 let length = out.len() - at - 2;
