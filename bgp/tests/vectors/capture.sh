@@ -10,22 +10,27 @@
 #
 # Topology (all addresses exist only inside the namespaces):
 #
-#   tern-cap-frr1  a-frr  ==== link A ====  a-bird  tern-cap-bird1  c-bird ==== link C ==== c-frr  tern-cap-frr2
-#   FRR  AS65001   10.255.1.1/24              10.255.1.2/24  BIRD      10.255.3.2/24            10.255.3.1/24  FRR AS4200000001
-#                  fd00:ffff::1:1/112         fd00:ffff::1:2/112       r-bird
-#                                                                       fd00:ffff::2:2/112
-#                                                                        ||  link R
-#                                                                       r-client fd00:ffff::2:1/112
-#                                                                      tern-cap-bird2 (BIRD, AS65001, RR client)
+#   tern-cap-frr2 (FRR, AS4200000001)            tern-cap-frr1 (FRR, AS65001)        tern-cap-bird1 (BIRD)
+#   d-frr2 10.255.4.2/24 ==== link D ==== d-frr1 10.255.4.1/24
+#                                         a-frr  10.255.1.1/24      ==== link A ====  a-bird 10.255.1.2/24
+#                                                fd00:ffff::1:1/112                          fd00:ffff::1:2/112
+#                                         c-frr  10.255.3.1/24      ==== link C ====  c-bird 10.255.3.2/24
+#                                                                                     r-bird fd00:ffff::2:2/112
+#                                                                                        || link R
+#                                                     tern-cap-bird2 (BIRD, AS65001)  r-client fd00:ffff::2:1/112
 #
-# Sessions (tcpdump runs in tern-cap-bird1 on all its interfaces, so every session is recorded):
+# Sessions:
 #   a  ebgp     FRR1 AS65001 10.255.1.1  <-> BIRD1 AS65002 10.255.1.2        IPv4 transport, ipv4+ipv6 unicast
 #   b  ibgp-v6  FRR1 AS65001 fd00:ffff::1:1 <-> BIRD1 AS65001 fd00:ffff::1:2 IPv6 transport, BIRD is RR, FRR client
-#   c  as2      FRR2 AS4200000001 10.255.3.1 <-> BIRD1 AS65002 10.255.3.2 (BIRD: enable as4 off)
-#   r  ibgp-rr  BIRD2 AS65001 fd00:ffff::2:1 <-> BIRD1 (RR) fd00:ffff::2:2  feeds a route that BIRD1 reflects to FRR1
+#   c  as2      FRR1 AS65001 10.255.3.1 <-> BIRD1 AS65003 10.255.3.2 (BIRD: enable as4 off); FRR1 relays the
+#               routes of FRR2 (AS4200000001), so AS_PATH carries AS_TRANS and AS4_PATH the real ASNs
+#   d  ebgp-as4 FRR2 AS4200000001 10.255.4.2 <-> FRR1 AS65001 10.255.4.1 (both 4-octet AS)
+#   r  ibgp-rr  BIRD2 AS65001 fd00:ffff::2:1 <-> BIRD1 (RR) fd00:ffff::2:2  feeds routes that BIRD1 reflects to FRR1
+# tcpdump runs in tern-cap-bird1 on all its interfaces (sessions a, b, c, r; Linux cooked capture) and in
+# tern-cap-frr2 on d-frr2 (session d; Ethernet capture).
 #
-# Output (next to this script): capture.pcap, capture.meta.json and the *.txt vector files
-# written by extract.py. Set KEEP_WORK=1 to keep the temporary directory with configs and logs.
+# Output (next to this script): capture.pcap, capture-d.pcap, capture.meta.json and the *.txt vector
+# files written by extract.py. Set KEEP_WORK=1 to keep the temporary directory with configs and logs.
 
 set -euo pipefail
 
@@ -65,10 +70,12 @@ log "$FRR_DESC, $BIRD_DESC"
 WORK=$(mktemp -d /tmp/tern-cap.XXXXXX)
 chmod 755 "$WORK"
 PCAP=$WORK/capture.pcap
+PCAP_D=$WORK/capture-d.pcap
 
 CREATED_NS=()
 PIDFILES=()       # "name:pidfile:ns"
 TCPDUMP_PID=
+TCPDUMP_D_PID=
 
 pid_ok() {  # pid expected-comm namespace -> true if that pid is our process
     local pid=$1 comm=$2 ns=$3
@@ -77,13 +84,17 @@ pid_ok() {  # pid expected-comm namespace -> true if that pid is our process
     [[ $(ip netns identify "$pid" 2>/dev/null) == "$ns" ]] || return 1
 }
 
-stop_tcpdump() {
-    if [[ -n $TCPDUMP_PID ]] && pid_ok "$TCPDUMP_PID" tcpdump "$NS_BIRD1"; then
-        kill -INT "$TCPDUMP_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$TCPDUMP_PID" 2>/dev/null || break; sleep 0.1; done
-        wait "$TCPDUMP_PID" 2>/dev/null || true
+stop_one_tcpdump() {  # pid ns
+    if [[ -n $1 ]] && pid_ok "$1" tcpdump "$2"; then
+        kill -INT "$1" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+        wait "$1" 2>/dev/null || true
     fi
-    TCPDUMP_PID=
+}
+stop_tcpdump() {
+    stop_one_tcpdump "$TCPDUMP_PID" "$NS_BIRD1"
+    stop_one_tcpdump "$TCPDUMP_D_PID" "$NS_FRR2"
+    TCPDUMP_PID= TCPDUMP_D_PID=
 }
 
 CLEANED=0
@@ -138,20 +149,25 @@ veth() {  # ns1 if1 ns2 if2
     ip netns exec "$3" sysctl -qw "net.ipv6.conf.$4.accept_dad=0"
 }
 veth "$NS_FRR1" a-frr "$NS_BIRD1" a-bird
-veth "$NS_FRR2" c-frr "$NS_BIRD1" c-bird
+veth "$NS_FRR1" c-frr "$NS_BIRD1" c-bird
+veth "$NS_FRR2" d-frr2 "$NS_FRR1" d-frr1
 veth "$NS_BIRD2" r-client "$NS_BIRD1" r-bird
 
 ip -n "$NS_FRR1"  addr add 10.255.1.1/24 dev a-frr
 ip -n "$NS_FRR1"  addr add fd00:ffff::1:1/112 dev a-frr nodad
 ip -n "$NS_BIRD1" addr add 10.255.1.2/24 dev a-bird
 ip -n "$NS_BIRD1" addr add fd00:ffff::1:2/112 dev a-bird nodad
-ip -n "$NS_FRR2"  addr add 10.255.3.1/24 dev c-frr
+ip -n "$NS_FRR1"  addr add 10.255.3.1/24 dev c-frr
+ip -n "$NS_FRR2"  addr add 10.255.4.2/24 dev d-frr2
+ip -n "$NS_FRR1"  addr add 10.255.4.1/24 dev d-frr1
 ip -n "$NS_BIRD1" addr add 10.255.3.2/24 dev c-bird
 ip -n "$NS_BIRD2" addr add fd00:ffff::2:1/112 dev r-client nodad
 ip -n "$NS_BIRD1" addr add fd00:ffff::2:2/112 dev r-bird nodad
 ip -n "$NS_FRR1"  link set a-frr up
 ip -n "$NS_BIRD1" link set a-bird up
-ip -n "$NS_FRR2"  link set c-frr up
+ip -n "$NS_FRR1"  link set c-frr up
+ip -n "$NS_FRR2"  link set d-frr2 up
+ip -n "$NS_FRR1"  link set d-frr1 up
 ip -n "$NS_BIRD1" link set c-bird up
 ip -n "$NS_BIRD2" link set r-client up
 ip -n "$NS_BIRD1" link set r-bird up
@@ -170,8 +186,12 @@ done
 # --------------------------------------------------------------------------------------------
 ip netns exec "$NS_BIRD1" tcpdump -i any -U -s 0 -Z root -w "$PCAP" 'tcp port 179' 2>"$WORK/tcpdump.err" &
 TCPDUMP_PID=$!
-for _ in $(seq 50); do grep -q 'listening on' "$WORK/tcpdump.err" && break; sleep 0.1; done
-grep -q 'listening on' "$WORK/tcpdump.err" || { cat "$WORK/tcpdump.err" >&2; die "tcpdump did not start"; }
+ip netns exec "$NS_FRR2" tcpdump -i d-frr2 -U -s 0 -Z root -w "$PCAP_D" 'tcp port 179' 2>"$WORK/tcpdump-d.err" &
+TCPDUMP_D_PID=$!
+for f in tcpdump.err tcpdump-d.err; do
+    for _ in $(seq 50); do grep -q 'listening on' "$WORK/$f" && break; sleep 0.1; done
+    grep -q 'listening on' "$WORK/$f" || { cat "$WORK/$f" >&2; die "tcpdump did not start"; }
+done
 
 # --------------------------------------------------------------------------------------------
 # BIRD configs
@@ -194,7 +214,7 @@ protocol device { scan time 10; }
 protocol static st_a4 {
     ipv4 { table t_a4; import all; };
     route 10.2.1.0/24 blackhole {
-        bgp_origin = ORIGIN_IGP; bgp_med = 20;
+        bgp_origin = ORIGIN_IGP;
         bgp_community.add((65002,100)); bgp_community.add((65002,200));
         bgp_large_community.add((65002,1,1)); bgp_large_community.add((65002,1,2));
         bgp_ext_community.add((rt,65002,100)); bgp_ext_community.add((ro,65002,7));
@@ -204,7 +224,7 @@ protocol static st_a4 {
 # a second path for 10.2.1.0/24, so that ADD-PATH sends two path identifiers for one prefix
 protocol static st_a4_alt {
     ipv4 { table t_a4; import all; };
-    route 10.2.1.0/24 blackhole { bgp_origin = ORIGIN_IGP; bgp_med = 30; bgp_community.add((65002,101)); };
+    route 10.2.1.0/24 blackhole { bgp_origin = ORIGIN_IGP; bgp_community.add((65002,101)); };
 }
 # 1024 /24s with identical attributes: packed into large UPDATEs (> 4096 octets with ADD-PATH)
 protocol static st_a4_bulk {
@@ -216,7 +236,7 @@ cat <<EOF
 protocol static st_a6 {
     ipv6 { table t_a6; import all; };
     route 2001:db8:2::/48 blackhole {
-        bgp_origin = ORIGIN_IGP; bgp_med = 40;
+        bgp_origin = ORIGIN_IGP;
         bgp_community.add((65002,600));
         bgp_large_community.add((65002,6,6));
         bgp_ext_community.add((rt,65002,600));
@@ -226,6 +246,16 @@ protocol static st_a6 {
 protocol static st_a6_w {   # disabled later: MP_UNREACH_NLRI with a path identifier
     ipv6 { table t_a6; import all; };
     route 2001:db8:22::/48 blackhole { bgp_origin = ORIGIN_IGP; bgp_community.add((65002,622)); };
+}
+# BIRD sends MED to an eBGP peer only if the export filter set it
+filter export_a4 {
+    if (65002,100) ~ bgp_community then bgp_med = 20;
+    if (65002,101) ~ bgp_community then bgp_med = 30;
+    accept;
+}
+filter export_a6 {
+    if net = 2001:db8:2::/48 then bgp_med = 40;
+    accept;
 }
 protocol bgp frr_a {
     description "session a: eBGP to FRR1 over IPv4";
@@ -238,8 +268,8 @@ protocol bgp frr_a {
     long lived stale time 3600;
     enable extended messages on;
     enable route refresh on;
-    ipv4 { table t_a4; import all; export all; add paths on; };
-    ipv6 { table t_a6; import all; export all; add paths on; next hop address fd00:ffff::1:2; };
+    ipv4 { table t_a4; import all; export filter export_a4; add paths on; };
+    ipv6 { table t_a6; import all; export filter export_a6; add paths on; next hop address fd00:ffff::1:2; };
 }
 
 # ---- session b (iBGP to FRR1 over IPv6, BIRD1 is route reflector) ------------------------------
@@ -276,20 +306,20 @@ protocol bgp bird2_r {
     ipv6 { table t_b6; import all; export all; gateway direct; };
 }
 
-# ---- session c (2-octet-AS-only BIRD to FRR2 AS4200000001) ------------------------------------
+# ---- session c (2-octet-AS-only BIRD, AS65003, to FRR1 AS65001) ------------------------------
 protocol static st_c4 {
     ipv4 { table t_c4; import all; };
-    route 10.5.1.0/24 blackhole { bgp_origin = ORIGIN_IGP; bgp_med = 5; bgp_community.add((65002,500)); };
+    route 10.5.1.0/24 blackhole { bgp_origin = ORIGIN_IGP; bgp_community.add((65003,500)); };
     route 10.5.2.0/24 blackhole { bgp_origin = ORIGIN_IGP; bgp_path.prepend(65020); };
 }
-protocol bgp frr2_c {
-    description "session c: BIRD without 4-octet AS support to FRR2 AS4200000001";
-    local 10.255.3.2 as 65002;
-    neighbor 10.255.3.1 as ${BIRD_C_NEIGHBOR_AS:-23456};
+protocol bgp frr_c {
+    description "session c: BIRD without 4-octet AS support to FRR1";
+    local 10.255.3.2 as 65003;
+    neighbor 10.255.3.1 as 65001;
     passive on;
     enable as4 off;
     local role customer;
-    ipv4 { table t_c4; import all; export all; };
+    ipv4 { table t_c4; import all; export filter { if net = 10.5.1.0/24 then bgp_med = 5; accept; }; };
 }
 EOF
 } >"$WORK/bird1/bird.conf"
@@ -329,10 +359,16 @@ mkdir -p "$WORK/frr1" "$WORK/frr2"
 cat <<'EOF'
 frr defaults traditional
 hostname tern-frr1
+! no automatic re-announcement 5 s after start-up when the route-map timer fires
+bgp route-map delay-timer 0
 !
 ip prefix-list OWN4 seq 5 permit 10.1.0.0/16 le 24
-ip prefix-list OWN4 seq 10 permit 10.16.0.0/15 le 24
-ip prefix-list BULK seq 5 permit 10.16.0.0/15 le 24
+ip prefix-list OWN4 seq 10 permit 10.16.0.0/14 le 24
+ip prefix-list BULK seq 5 permit 10.16.0.0/14 le 24
+ip prefix-list TO-C seq 5 permit 10.4.0.0/16 le 24
+ip prefix-list TO-C seq 10 permit 10.6.0.0/16 le 24
+ip prefix-list TO-C seq 15 permit 10.7.0.0/16 le 24
+ip prefix-list TO-C seq 20 permit 10.1.2.0/24
 ipv6 prefix-list OWN6 seq 5 permit 2001:db8:1::/48
 ipv6 prefix-list OWN6 seq 10 permit 2001:db8:11::/48
 ipv6 prefix-list OWN6 seq 15 permit 2001:db8:12::/48
@@ -367,6 +403,11 @@ exit
 route-map OUT-EBGP permit 20
  match ipv6 address prefix-list OWN6
 exit
+route-map OUT-C permit 10
+ match ip address prefix-list TO-C
+exit
+route-map DENY-ALL deny 10
+exit
 route-map OUT-IBGP deny 5
  match ip address prefix-list BULK
 exit
@@ -393,13 +434,20 @@ router bgp 65001
  neighbor fd00:ffff::1:2 description session b (iBGP to BIRD1 RR)
  neighbor fd00:ffff::1:2 timers connect 5
  neighbor fd00:ffff::1:2 capability extended-nexthop
+ neighbor 10.255.3.2 remote-as 65003
+ neighbor 10.255.3.2 description session c (BIRD1 without as4)
+ neighbor 10.255.3.2 timers connect 5
+ neighbor 10.255.3.2 local-role provider
+ neighbor 10.255.4.2 remote-as 4200000001
+ neighbor 10.255.4.2 description session d (FRR2)
+ neighbor 10.255.4.2 timers connect 5
  !
  address-family ipv4 unicast
   network 10.1.1.0/24 route-map RM-V4-RICH
   network 10.1.2.0/24 route-map RM-V4-INCOMPLETE
   network 10.1.3.0/24
 EOF
-for i in $(seq 0 299); do echo "  network 10.$((16 + i / 256)).$((i % 256)).0/24 route-map RM-BULK"; done
+for i in $(seq 0 999); do echo "  network 10.$((16 + i / 256)).$((i % 256)).0/24 route-map RM-BULK"; done
 cat <<'EOF'
   neighbor 10.255.1.2 activate
   neighbor 10.255.1.2 send-community all
@@ -408,6 +456,11 @@ cat <<'EOF'
   neighbor fd00:ffff::1:2 activate
   neighbor fd00:ffff::1:2 send-community all
   neighbor fd00:ffff::1:2 route-map OUT-IBGP out
+  neighbor 10.255.3.2 activate
+  neighbor 10.255.3.2 send-community all
+  neighbor 10.255.3.2 route-map OUT-C out
+  neighbor 10.255.4.2 activate
+  neighbor 10.255.4.2 route-map DENY-ALL out
  exit-address-family
  !
  address-family ipv6 unicast
@@ -430,6 +483,7 @@ EOF
 cat >"$WORK/frr2/bgpd.conf" <<'EOF'
 frr defaults traditional
 hostname tern-frr2
+bgp route-map delay-timer 0
 !
 route-map RM-AGG-C1 permit 10
  set origin igp
@@ -454,10 +508,9 @@ router bgp 4200000001
  no bgp ebgp-requires-policy
  no bgp network import-check
  no bgp default ipv4-unicast
- neighbor 10.255.3.2 remote-as 65002
- neighbor 10.255.3.2 description session c (BIRD1 without as4)
- neighbor 10.255.3.2 timers connect 5
- neighbor 10.255.3.2 local-role provider
+ neighbor 10.255.4.1 remote-as 65001
+ neighbor 10.255.4.1 description session d (FRR1)
+ neighbor 10.255.4.1 timers connect 5
  !
  address-family ipv4 unicast
   network 10.4.1.0/24
@@ -467,8 +520,8 @@ router bgp 4200000001
   network 10.6.2.0/24 route-map RM-AGG-C2
   aggregate-address 10.6.0.0/16 as-set
   network 10.7.1.0/24 route-map RM-LONG
-  neighbor 10.255.3.2 activate
-  neighbor 10.255.3.2 send-community all
+  neighbor 10.255.4.1 activate
+  neighbor 10.255.4.1 send-community all
  exit-address-family
 exit
 !
@@ -519,7 +572,7 @@ established() {  # bird protocol name
     birdc1 show protocols "$1" 2>/dev/null | awk -v p="$1" '$1 == p' | grep -q Established
 }
 t0=$SECONDS
-until established frr_a && established frr_b && established frr2_c && established bird2_r; do
+until established frr_a && established frr_b && established frr_c && established bird2_r; do
     if (( SECONDS - t0 > DEADLINE_ESTABLISHED )); then
         birdc1 show protocols >&2 || true
         vty1 -c 'show bgp summary' >&2 || true
@@ -538,7 +591,7 @@ frr1_rcvd() {  # neighbor afi -> prefixes received
         python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("peers",{}).get(sys.argv[1],{}).get("pfxRcd",0))' "$1" 2>/dev/null || echo 0
 }
 t0=$SECONDS
-until (( $(imported frr_a) >= 306 && $(imported frr_b) >= 6 && $(imported frr2_c) >= 5 && $(imported bird2_r) >= 2 \
+until (( $(imported frr_a) >= 1006 && $(imported frr_b) >= 6 && $(imported frr_c) >= 6 && $(imported bird2_r) >= 2 \
         && $(frr1_rcvd 10.255.1.2 ipv4) >= 1026 && $(frr1_rcvd 10.255.1.2 ipv6) >= 3 \
         && $(frr1_rcvd fd00:ffff::1:2 ipv4) >= 3 && $(frr1_rcvd fd00:ffff::1:2 ipv6) >= 2 )); do
     if (( SECONDS - t0 > 30 )); then
@@ -569,16 +622,17 @@ birdc1 disable st_a4_alt >/dev/null
 birdc1 disable st_a6_w >/dev/null
 sleep 3
 # 4. NOTIFICATIONs: FRR1 Cease/Administrative Shutdown with RFC 8203 message on session a,
-#    BIRD1 Cease/Administrative Shutdown with message on session b, FRR2 plain shutdown on session c.
+#    BIRD1 Cease/Administrative Shutdown with message on session b, FRR1 plain shutdown on session c.
 vty1 -c 'configure terminal' -c 'router bgp 65001' -c 'neighbor 10.255.1.2 shutdown message maintenance window 42' >/dev/null
 birdc1 disable frr_b '"bird going down for test"' >/dev/null
-vty2 -c 'configure terminal' -c 'router bgp 4200000001' -c 'neighbor 10.255.3.2 shutdown' >/dev/null
+vty1 -c 'configure terminal' -c 'router bgp 65001' -c 'neighbor 10.255.3.2 shutdown' >/dev/null
 sleep 2
 
 stop_tcpdump
 log "capture stopped"
 mkdir -p "$OUT"
 cp "$PCAP" "$OUT/capture.pcap"
+cp "$PCAP_D" "$OUT/capture-d.pcap"
 if [[ ${KEEP_WORK:-0} == 1 ]]; then
     birdc1 show protocols all >"$WORK/bird1/final-protocols.txt" 2>&1 || true
     vty1 -c 'show bgp neighbors' >"$WORK/frr1/final-neighbors.txt" 2>&1 || true
@@ -598,8 +652,10 @@ speakers = {
     "fd00:ffff::1:1": {"slug": f"frr-{frr_ver}", "desc": frr, "instance": "frr1 (AS 65001, router-id 10.255.0.1)"},
     "10.255.1.2": {"slug": f"bird-{bird_ver}", "desc": bird, "instance": "bird1 (protocol frr_a, AS 65002, router-id 10.255.0.2)"},
     "fd00:ffff::1:2": {"slug": f"bird-{bird_ver}", "desc": bird, "instance": "bird1 (protocol frr_b, AS 65001, route reflector, router-id 10.255.0.2)"},
-    "10.255.3.1": {"slug": f"frr-{frr_ver}", "desc": frr, "instance": "frr2 (AS 4200000001, router-id 10.255.0.3)"},
-    "10.255.3.2": {"slug": f"bird-{bird_ver}", "desc": bird, "instance": "bird1 (protocol frr2_c, AS 65002, enable as4 off)"},
+    "10.255.3.1": {"slug": f"frr-{frr_ver}", "desc": frr, "instance": "frr1 (AS 65001, router-id 10.255.0.1)"},
+    "10.255.3.2": {"slug": f"bird-{bird_ver}", "desc": bird, "instance": "bird1 (protocol frr_c, AS 65003, enable as4 off)"},
+    "10.255.4.1": {"slug": f"frr-{frr_ver}", "desc": frr, "instance": "frr1 (AS 65001, router-id 10.255.0.1)"},
+    "10.255.4.2": {"slug": f"frr-{frr_ver}-as4200000001", "desc": frr, "instance": "frr2 (AS 4200000001, router-id 10.255.0.3)"},
     "fd00:ffff::2:1": {"slug": f"bird-{bird_ver}-client", "desc": bird, "instance": "bird2 (AS 65001, RR client, router-id 10.255.0.4)"},
     "fd00:ffff::2:2": {"slug": f"bird-{bird_ver}-rr", "desc": bird, "instance": "bird1 (protocol bird2_r, AS 65001, route reflector, router-id 10.255.0.2)"},
 }
@@ -607,10 +663,11 @@ sessions = [
     {"a": "10.255.1.1", "b": "10.255.1.2", "tag": "ebgp"},
     {"a": "fd00:ffff::1:1", "b": "fd00:ffff::1:2", "tag": "ibgp-v6"},
     {"a": "10.255.3.1", "b": "10.255.3.2", "tag": "as2"},
+    {"a": "10.255.4.1", "b": "10.255.4.2", "tag": "ebgp-as4"},
     {"a": "fd00:ffff::2:1", "b": "fd00:ffff::2:2", "tag": "ibgp-rr"},
 ]
 json.dump({"captured": date, "tool": "capture.sh", "speakers": speakers, "sessions": sessions},
           open(path, "w"), indent=2)
 EOF
-python3 "$HERE/extract.py" --meta "$OUT/capture.meta.json" "$OUT/capture.pcap" "$OUT"
+python3 "$HERE/extract.py" --meta "$OUT/capture.meta.json" -o "$OUT" "$OUT/capture.pcap" "$OUT/capture-d.pcap"
 log "done: vectors in $OUT"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turn a pcap of BGP sessions into text test vectors (python3 standard library only).
 
-    extract.py [--meta capture.meta.json] [--date DATE] PCAP OUTDIR
+    extract.py [--meta capture.meta.json] [--date DATE] -o OUTDIR PCAP [PCAP ...]
 
 Reads a classic pcap or pcapng file (Ethernet, Linux cooked SLL/SLL2, raw IP or BSD loopback
 link types; IPv4/IPv6; TCP), reassembles every TCP direction of every connection to or from port
@@ -694,8 +694,8 @@ def fam_list(s):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("pcap")
-    ap.add_argument("outdir")
+    ap.add_argument("pcap", nargs="+")
+    ap.add_argument("-o", "--outdir", required=True)
     ap.add_argument("--meta", help="capture.meta.json written by capture.sh")
     ap.add_argument("--date", help="capture date for the header (default: from meta)")
     args = ap.parse_args()
@@ -713,7 +713,9 @@ def main():
     speakers = {norm(k): v for k, v in meta["speakers"].items()}
     tags = {frozenset([norm(s["a"]), norm(s["b"])]): s["tag"] for s in meta["sessions"]}
 
-    conns = reassemble(args.pcap)
+    conns = []
+    for pcap in args.pcap:
+        conns.extend(reassemble(pcap))
     per_session = OrderedDict()
     for conn in conns:
         flows = [f for f in conn.flows.values() if f is not None]
@@ -775,7 +777,7 @@ def main():
                     f"families: {fam_list(ctx.families)}",
                     f"# context: four_octet_as={yesno(ctx.as4)} extended_messages={yesno(ctx.ext_msg)} "
                     f"add_path={fam_list(ctx.addpath)} external={yesno(external)} "
-                    f"extended_next_hop={','.join(f'{fam(a, s)}/{AFI.get(n, n)}' for a, s, n in sorted(ctx.enhe)) or 'none'} "
+                    f"extended_next_hop={','.join(f'{fam(a, s)}:{AFI.get(n, n)}' for a, s, n in sorted(ctx.enhe)) or 'none'} "
                     f"families={fam_list(ctx.families)}",
                     "# messages: " + ", ".join(f"{t} {counts[t]}" for t in MSG_TYPES.values() if counts[t]),
                 ]
