@@ -4,4 +4,5 @@
 //! `shared/RFCS.md`). The session state machine, the RIB and the speaker land next, in their own
 //! modules, without touching the kernel, gRPC or Kubernetes types.
 
+pub mod fsm;
 pub mod wire;

@@ -156,7 +156,8 @@ pub struct ExtendedNextHop {
 }
 
 impl Capability {
-    pub(crate) fn code(&self) -> u8 {
+    /// The capability code.
+    pub fn code(&self) -> u8 {
         match self {
             Capability::Multiprotocol(_) => cc::MULTIPROTOCOL,
             Capability::RouteRefresh => cc::ROUTE_REFRESH,
