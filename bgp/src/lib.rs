@@ -5,4 +5,5 @@
 //! modules, without touching the kernel, gRPC or Kubernetes types.
 
 pub mod fsm;
+pub mod rib;
 pub mod wire;
