@@ -2,3 +2,4 @@
 //! and Adj-RIB-Out per update group with interned attribute sets.
 
 pub mod decision;
+pub mod table;
