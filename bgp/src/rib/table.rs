@@ -126,11 +126,11 @@ pub struct Best {
 
 /// What a change did to a prefix's best path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// The best path or ECMP set is now this.
-    Best(Best),
-    /// No path is left.
-    Unreachable,
+pub struct Change {
+    /// The best path before the change, if there was one (what peers were last told).
+    pub previous: Option<Path>,
+    /// The ECMP set now, or `None` when no path is left.
+    pub current: Option<Best>,
 }
 
 /// What the decision process needs to know about a peer.
@@ -152,7 +152,9 @@ struct Map<K> {
 
 impl<K> Default for Map<K> {
     fn default() -> Self {
-        Map { entries: HashMap::new() }
+        Map {
+            entries: HashMap::new(),
+        }
     }
 }
 
@@ -408,12 +410,16 @@ fn upsert<K: Hash + Eq + Copy>(
                 multipath: 1,
                 reason: Reason::OnlyPath,
             };
-            let change = Change::Best(best_of(&entry));
+            let change = Change {
+                previous: None,
+                current: Some(best_of(&entry)),
+            };
             map.entries.insert(key, entry);
             Some(change)
         }
         Some(entry) => {
             let before = summary(entry);
+            let previous = entry.paths.as_slice().first().cloned();
             match &mut entry.paths {
                 Paths::One(existing)
                     if existing.peer == path.peer && existing.path_id == path.path_id =>
@@ -438,7 +444,10 @@ fn upsert<K: Hash + Eq + Copy>(
                 entry.multipath = multipath;
                 entry.reason = reason;
             }
-            (summary(entry) != before).then(|| Change::Best(best_of(entry)))
+            (summary(entry) != before).then(|| Change {
+                previous,
+                current: Some(best_of(entry)),
+            })
         }
     }
 }
@@ -452,10 +461,14 @@ fn remove_where<K: Hash + Eq + Copy>(
 ) -> Option<Change> {
     let entry = map.entries.get_mut(&key)?;
     let before = summary(entry);
+    let previous = entry.paths.as_slice().first().cloned();
     match &mut entry.paths {
         Paths::One(path) if matches(path) => {
             map.entries.remove(&key);
-            return Some(Change::Unreachable);
+            return Some(Change {
+                previous,
+                current: None,
+            });
         }
         Paths::One(_) => return None,
         Paths::Many(paths) => {
@@ -463,7 +476,10 @@ fn remove_where<K: Hash + Eq + Copy>(
             match paths.len() {
                 0 => {
                     map.entries.remove(&key);
-                    return Some(Change::Unreachable);
+                    return Some(Change {
+                        previous,
+                        current: None,
+                    });
                 }
                 1 => {
                     let last = paths.remove(0);
@@ -481,7 +497,10 @@ fn remove_where<K: Hash + Eq + Copy>(
             }
         }
     }
-    (summary(entry) != before).then(|| Change::Best(best_of(entry)))
+    (summary(entry) != before).then(|| Change {
+        previous,
+        current: Some(best_of(entry)),
+    })
 }
 
 #[cfg(test)]
@@ -531,8 +550,11 @@ mod tests {
 
     fn peers_of(change: &Option<Change>) -> Vec<u16> {
         match change {
-            Some(Change::Best(best)) => best.paths.iter().map(|p| p.peer.0).collect(),
-            Some(Change::Unreachable) => vec![],
+            Some(Change {
+                current: Some(best),
+                ..
+            }) => best.paths.iter().map(|p| p.peer.0).collect(),
+            Some(Change { current: None, .. }) => vec![],
             None => panic!("expected a change"),
         }
     }
@@ -576,9 +598,10 @@ mod tests {
         table.insert(prefix(), path(&mut interner, 1, &[1], 1));
         table.insert(prefix(), path(&mut interner, 2, &[2, 3], 2));
         assert_eq!(peers_of(&table.remove(prefix(), PeerId(1), 0)), vec![2]);
+        let gone = table.remove(prefix(), PeerId(2), 0).unwrap();
         assert_eq!(
-            table.remove(prefix(), PeerId(2), 0),
-            Some(Change::Unreachable)
+            (gone.previous.unwrap().peer, gone.current),
+            (PeerId(2), None)
         );
         assert!(table.is_empty());
         assert_eq!(table.remove(prefix(), PeerId(2), 0), None);
@@ -590,9 +613,15 @@ mod tests {
         let mut table = table();
         table.insert(prefix(), path(&mut interner, 1, &[1], 1));
         let change = table.insert(prefix(), path(&mut interner, 1, &[1, 7], 1));
-        let Some(Change::Best(best)) = change else {
+        let Some(Change {
+            current: Some(best),
+            previous,
+        }) = change
+        else {
             panic!()
         };
+        let before = previous.unwrap().attributes.attributes.as_path.clone();
+        assert_eq!(before, Some(AsPath::sequence([1])));
         assert_eq!(
             best.paths[0].attributes.attributes.as_path,
             Some(AsPath::sequence([1, 7]))
