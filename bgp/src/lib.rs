@@ -6,4 +6,5 @@
 
 pub mod fsm;
 pub mod rib;
+pub mod speaker;
 pub mod wire;

@@ -1,0 +1,190 @@
+//! What the speaker and each of its peers are configured to do. Plain data: the agent builds it
+//! from its YAML config or the API, and the speaker validates what it must.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use crate::rib::decision::Options;
+use crate::wire::Community;
+
+/// The speaker as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeakerConfig {
+    /// Our AS.
+    pub asn: u32,
+    /// Our BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// The route reflection cluster id (RFC 4456); our router id when unset.
+    pub cluster_id: Option<Ipv4Addr>,
+    /// Decision process options (always-compare-med, maximum ECMP paths).
+    pub decision: Options,
+    /// Advertise graceful restart with this restart time (RFC 4724); `None` disables it.
+    pub graceful_restart_time: Option<u16>,
+    /// Set the restart state bit in our OPENs: we just restarted and peers should keep our
+    /// routes until our End-of-RIB.
+    pub restarting: bool,
+    /// How long to keep a restarted peer's stale routes after it came back, waiting for its
+    /// End-of-RIB, before sweeping them.
+    pub stale_routes_time: Duration,
+}
+
+impl SpeakerConfig {
+    /// A speaker with tern's defaults: graceful restart with a 120 s restart time, one path.
+    pub fn new(asn: u32, router_id: Ipv4Addr) -> SpeakerConfig {
+        SpeakerConfig {
+            asn,
+            router_id,
+            cluster_id: None,
+            decision: Options::default(),
+            graceful_restart_time: Some(120),
+            restarting: false,
+            stale_routes_time: Duration::from_secs(360),
+        }
+    }
+
+    /// The cluster id used when reflecting.
+    pub fn cluster_id(&self) -> Ipv4Addr {
+        self.cluster_id.unwrap_or(self.router_id)
+    }
+}
+
+/// What to do when a peer sends more prefixes than allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxPrefixAction {
+    /// Log a warning (once per crossing) and keep the session.
+    Warn,
+    /// Close with Cease subcode 1 (RFC 4486) and try again after this delay.
+    Restart(Duration),
+}
+
+/// A limit on the prefixes accepted from a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxPrefix {
+    /// The most prefixes accepted.
+    pub limit: u32,
+    /// What happens above it.
+    pub action: MaxPrefixAction,
+}
+
+/// One peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// The peer's address (with an interface scope for IPv6 link-local peers).
+    pub address: IpAddr,
+    /// The interface index for a link-local IPv6 peer.
+    pub scope_id: u32,
+    /// The TCP port to connect to.
+    pub port: u16,
+    /// The peer's AS.
+    pub asn: u32,
+    /// Our address for this session (bind before connecting); chosen by the kernel when unset.
+    pub local_address: Option<IpAddr>,
+    /// Never connect; wait for the peer.
+    pub passive: bool,
+    /// The hold time we propose.
+    pub hold_time: u16,
+    /// The first connect retry interval.
+    pub connect_retry: Duration,
+    /// TCP MD5 signature key (RFC 2385).
+    pub password: Option<String>,
+    /// GTSM (RFC 5082): require TTL 255 on received packets and send with 255.
+    pub ttl_security: bool,
+    /// eBGP multihop: the TTL we send with (1 for directly connected eBGP by default).
+    pub multihop_ttl: Option<u8>,
+    /// The peer is a route reflection client of ours (RFC 4456).
+    pub route_reflector_client: bool,
+    /// Set the next hop to our address even toward internal peers.
+    pub next_hop_self: bool,
+    /// Keep the original next hop even toward external peers (Calico's keepOriginalNextHop).
+    pub keep_original_next_hop: bool,
+    /// Accept paths holding our own AS up to this many times.
+    pub allowas_in: u8,
+    /// A prefix limit.
+    pub max_prefix: Option<MaxPrefix>,
+    /// Communities added to every route we send this peer.
+    pub add_communities: Vec<Community>,
+    /// Accept only what `import` allows; everything when `None`.
+    pub import: Option<Filter>,
+    /// Send only what `export` allows; everything when `None`.
+    pub export: Option<Filter>,
+    /// Shutdown text sent when the peer is removed or disabled.
+    pub shutdown_message: Option<String>,
+}
+
+impl PeerConfig {
+    /// A peer with defaults: port 179, hold time 90 s, connect retry 5 s.
+    pub fn new(address: IpAddr, asn: u32) -> PeerConfig {
+        PeerConfig {
+            address,
+            scope_id: 0,
+            port: 179,
+            asn,
+            local_address: None,
+            passive: false,
+            hold_time: 90,
+            connect_retry: Duration::from_secs(5),
+            password: None,
+            ttl_security: false,
+            multihop_ttl: None,
+            route_reflector_client: false,
+            next_hop_self: false,
+            keep_original_next_hop: false,
+            allowas_in: 0,
+            max_prefix: None,
+            add_communities: Vec::new(),
+            import: None,
+            export: None,
+            shutdown_message: None,
+        }
+    }
+
+    /// Whether the peer is in another AS than `local_asn`.
+    pub fn is_external(&self, local_asn: u32) -> bool {
+        self.asn != local_asn
+    }
+
+    /// Whether a change from `self` to `other` needs the session to be reset: everything but
+    /// the policy fields does.
+    pub fn needs_reset(&self, other: &PeerConfig) -> bool {
+        let strip = |c: &PeerConfig| PeerConfig {
+            import: None,
+            export: None,
+            add_communities: Vec::new(),
+            max_prefix: None,
+            shutdown_message: None,
+            ..c.clone()
+        };
+        strip(self) != strip(other)
+    }
+}
+
+/// A prefix filter: accept routes whose prefix falls inside one of the ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// The ranges.
+    pub ranges: Vec<PrefixRange>,
+}
+
+/// A prefix and the lengths of the more specific prefixes it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefixRange {
+    /// The covering prefix.
+    pub prefix: ipnetwork::IpNetwork,
+    /// The shortest matching length.
+    pub min_length: u8,
+    /// The longest matching length.
+    pub max_length: u8,
+}
+
+impl Filter {
+    /// Whether `prefix` is accepted.
+    pub fn accepts(&self, prefix: ipnetwork::IpNetwork) -> bool {
+        self.ranges.iter().any(|r| {
+            let same_family = r.prefix.is_ipv4() == prefix.is_ipv4();
+            same_family
+                && r.prefix.contains(prefix.network())
+                && prefix.prefix() >= r.prefix.prefix()
+                && (r.min_length..=r.max_length).contains(&prefix.prefix())
+        })
+    }
+}
