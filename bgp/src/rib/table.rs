@@ -133,6 +133,15 @@ pub struct Change {
     pub current: Option<Best>,
 }
 
+/// The result of adding or removing a path.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Edit {
+    /// The best path changed like this.
+    pub change: Option<Change>,
+    /// Paths added (1 for a new path, 0 for a replacement) or removed.
+    pub count: usize,
+}
+
 /// What the decision process needs to know about a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerInfo {
@@ -201,7 +210,7 @@ impl Table {
 
     /// Adds or replaces the path `(peer, path_id)` to `prefix`. Returns the new best when it
     /// changed.
-    pub fn insert(&mut self, prefix: IpNetwork, path: Path) -> Option<Change> {
+    pub fn insert(&mut self, prefix: IpNetwork, path: Path) -> Edit {
         let (options, peers) = (self.options, &self.peers);
         match prefix {
             IpNetwork::V4(net) => upsert(&mut self.v4, net, path, options, peers),
@@ -210,7 +219,7 @@ impl Table {
     }
 
     /// Removes the path `(peer, path_id)` from `prefix`. Returns the new best when it changed.
-    pub fn remove(&mut self, prefix: IpNetwork, peer: PeerId, path_id: u32) -> Option<Change> {
+    pub fn remove(&mut self, prefix: IpNetwork, peer: PeerId, path_id: u32) -> Edit {
         let (options, peers) = (self.options, &self.peers);
         let matches = |p: &Path| p.peer == peer && p.path_id == path_id;
         match prefix {
@@ -289,11 +298,11 @@ impl Table {
             .collect();
         for prefix in prefixes {
             let matches = |p: &Path| p.peer == peer && select(p);
-            let change = match prefix {
+            let edit = match prefix {
                 IpNetwork::V4(net) => remove_where(&mut self.v4, net, matches, options, peers),
                 IpNetwork::V6(net) => remove_where(&mut self.v6, net, matches, options, peers),
             };
-            if let Some(change) = change {
+            if let Some(change) = edit.change {
                 changed(prefix, change);
             }
         }
@@ -402,54 +411,51 @@ fn upsert<K: Hash + Eq + Copy>(
     path: Path,
     options: Options,
     peers: &HashMap<PeerId, PeerInfo>,
-) -> Option<Change> {
-    match map.entries.get_mut(&key) {
-        None => {
-            let entry = Entry {
-                paths: Paths::One(path),
-                multipath: 1,
-                reason: Reason::OnlyPath,
-            };
-            let change = Change {
-                previous: None,
-                current: Some(best_of(&entry)),
-            };
-            map.entries.insert(key, entry);
-            Some(change)
+) -> Edit {
+    let Some(entry) = map.entries.get_mut(&key) else {
+        let entry = Entry {
+            paths: Paths::One(path),
+            multipath: 1,
+            reason: Reason::OnlyPath,
+        };
+        let change = Change {
+            previous: None,
+            current: Some(best_of(&entry)),
+        };
+        map.entries.insert(key, entry);
+        return Edit {
+            change: Some(change),
+            count: 1,
+        };
+    };
+    let before = summary(entry);
+    let previous = entry.paths.as_slice().first().cloned();
+    let same = |p: &Path| p.peer == path.peer && p.path_id == path.path_id;
+    let mut count = 0;
+    match &mut entry.paths {
+        Paths::One(existing) if same(existing) => *existing = path,
+        Paths::One(existing) => {
+            entry.paths = Paths::Many(vec![existing.clone(), path]);
+            count = 1;
         }
-        Some(entry) => {
-            let before = summary(entry);
-            let previous = entry.paths.as_slice().first().cloned();
-            match &mut entry.paths {
-                Paths::One(existing)
-                    if existing.peer == path.peer && existing.path_id == path.path_id =>
-                {
-                    *existing = path;
-                }
-                Paths::One(existing) => {
-                    entry.paths = Paths::Many(vec![existing.clone(), path]);
-                }
-                Paths::Many(paths) => {
-                    match paths
-                        .iter_mut()
-                        .find(|p| p.peer == path.peer && p.path_id == path.path_id)
-                    {
-                        Some(existing) => *existing = path,
-                        None => paths.push(path),
-                    }
-                }
+        Paths::Many(paths) => match paths.iter_mut().find(|p| same(p)) {
+            Some(existing) => *existing = path,
+            None => {
+                paths.push(path);
+                count = 1;
             }
-            if let Paths::Many(paths) = &mut entry.paths {
-                let (multipath, reason) = decide(paths, options, peers);
-                entry.multipath = multipath;
-                entry.reason = reason;
-            }
-            (summary(entry) != before).then(|| Change {
-                previous,
-                current: Some(best_of(entry)),
-            })
-        }
+        },
     }
+    if let Paths::Many(paths) = &mut entry.paths {
+        let (multipath, reason) = decide(paths, options, peers);
+        entry.multipath = multipath;
+        entry.reason = reason;
+    }
+    let change = (summary(entry) != before).then(|| Change {
+        previous,
+        current: Some(best_of(entry)),
+    });
+    Edit { change, count }
 }
 
 fn remove_where<K: Hash + Eq + Copy>(
@@ -458,28 +464,36 @@ fn remove_where<K: Hash + Eq + Copy>(
     matches: impl Fn(&Path) -> bool,
     options: Options,
     peers: &HashMap<PeerId, PeerInfo>,
-) -> Option<Change> {
-    let entry = map.entries.get_mut(&key)?;
+) -> Edit {
+    let Some(entry) = map.entries.get_mut(&key) else {
+        return Edit::default();
+    };
     let before = summary(entry);
     let previous = entry.paths.as_slice().first().cloned();
-    match &mut entry.paths {
+    let gone = || Change {
+        previous: previous.clone(),
+        current: None,
+    };
+    let count = match &mut entry.paths {
         Paths::One(path) if matches(path) => {
             map.entries.remove(&key);
-            return Some(Change {
-                previous,
-                current: None,
-            });
+            return Edit {
+                change: Some(gone()),
+                count: 1,
+            };
         }
-        Paths::One(_) => return None,
+        Paths::One(_) => return Edit::default(),
         Paths::Many(paths) => {
+            let before_len = paths.len();
             paths.retain(|p| !matches(p));
+            let removed = before_len - paths.len();
             match paths.len() {
                 0 => {
                     map.entries.remove(&key);
-                    return Some(Change {
-                        previous,
-                        current: None,
-                    });
+                    return Edit {
+                        change: Some(gone()),
+                        count: removed,
+                    };
                 }
                 1 => {
                     let last = paths.remove(0);
@@ -495,12 +509,14 @@ fn remove_where<K: Hash + Eq + Copy>(
                     entry.reason = reason;
                 }
             }
+            removed
         }
-    }
-    (summary(entry) != before).then(|| Change {
+    };
+    let change = (summary(entry) != before).then(|| Change {
         previous,
         current: Some(best_of(entry)),
-    })
+    });
+    Edit { change, count }
 }
 
 #[cfg(test)]
@@ -548,8 +564,8 @@ mod tests {
         "10.1.0.0/24".parse().unwrap()
     }
 
-    fn peers_of(change: &Option<Change>) -> Vec<u16> {
-        match change {
+    fn peers_of(edit: &Edit) -> Vec<u16> {
+        match &edit.change {
             Some(Change {
                 current: Some(best),
                 ..
@@ -575,10 +591,8 @@ mod tests {
         table.insert(prefix(), path(&mut interner, 1, &[1, 2], 1));
         let change = table.insert(prefix(), path(&mut interner, 2, &[2], 2));
         assert_eq!(peers_of(&change), vec![2]);
-        assert_eq!(
-            table.insert(prefix(), path(&mut interner, 3, &[3, 4, 5], 3)),
-            None
-        );
+        let worse = table.insert(prefix(), path(&mut interner, 3, &[3, 4, 5], 3));
+        assert_eq!((worse.change, worse.count), (None, 1));
         assert_eq!(table.paths(prefix()).len(), 3);
     }
 
@@ -598,13 +612,13 @@ mod tests {
         table.insert(prefix(), path(&mut interner, 1, &[1], 1));
         table.insert(prefix(), path(&mut interner, 2, &[2, 3], 2));
         assert_eq!(peers_of(&table.remove(prefix(), PeerId(1), 0)), vec![2]);
-        let gone = table.remove(prefix(), PeerId(2), 0).unwrap();
+        let gone = table.remove(prefix(), PeerId(2), 0).change.unwrap();
         assert_eq!(
             (gone.previous.unwrap().peer, gone.current),
             (PeerId(2), None)
         );
         assert!(table.is_empty());
-        assert_eq!(table.remove(prefix(), PeerId(2), 0), None);
+        assert_eq!(table.remove(prefix(), PeerId(2), 0), Edit::default());
     }
 
     #[test]
@@ -616,7 +630,7 @@ mod tests {
         let Some(Change {
             current: Some(best),
             previous,
-        }) = change
+        }) = change.change
         else {
             panic!()
         };
