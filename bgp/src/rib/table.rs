@@ -263,13 +263,15 @@ impl Table {
     }
 
     /// Removes every path of `peer` for which `select` holds (all of them on session loss, the
-    /// stale ones in a sweep), calling `changed` for each prefix whose best changed.
+    /// stale ones in a sweep), calling `changed` for each prefix whose best changed. Returns how
+    /// many paths were removed.
     pub fn remove_peer_paths(
         &mut self,
         peer: PeerId,
         select: impl Fn(&Path) -> bool,
         mut changed: impl FnMut(IpNetwork, Change),
-    ) {
+    ) -> usize {
+        let mut removed = 0;
         let (options, peers) = (self.options, &self.peers);
         let select = &select;
         let prefixes: Vec<IpNetwork> = self
@@ -302,10 +304,12 @@ impl Table {
                 IpNetwork::V4(net) => remove_where(&mut self.v4, net, matches, options, peers),
                 IpNetwork::V6(net) => remove_where(&mut self.v6, net, matches, options, peers),
             };
+            removed += edit.count;
             if let Some(change) = edit.change {
                 changed(prefix, change);
             }
         }
+        removed
     }
 
     /// Sets `flag` on every path of `peer` (marking them stale when it restarts).
