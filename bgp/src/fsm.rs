@@ -67,7 +67,7 @@ impl State {
 }
 
 /// The machine's timers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Timer {
     /// ConnectRetryTimer: when to try connecting again.
     ConnectRetry,

@@ -6,5 +6,6 @@
 
 pub mod fsm;
 pub mod rib;
+pub mod sockopt;
 pub mod speaker;
 pub mod wire;

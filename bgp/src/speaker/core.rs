@@ -39,7 +39,7 @@ pub type ConnId = u64;
 pub type SessionId = u64;
 
 /// The timers the runtime runs for the core.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TimerKey {
     /// A session machine's timer.
     Fsm(SessionId, Timer),
@@ -384,6 +384,10 @@ impl Core {
             }
             Input::Accepted { conn, peer, local } => self.accepted(conn, peer, local, now),
             Input::Connected { conn, local } => {
+                // A connection we gave up on (an inbound one won meanwhile) is closed at once.
+                if !self.conns.contains_key(&conn) {
+                    self.out.push(Output::Close { conn });
+                }
                 if let Some((address, session)) = self.conns.get(&conn).copied() {
                     if let Some(peer) = self.peers.get_mut(&address) {
                         peer.local = Some(local);
@@ -719,14 +723,16 @@ impl Core {
         };
         let (p, s) = (peer.primary.fsm.state(), secondary.fsm.state());
         let seen_open = |state| matches!(state, State::OpenConfirm | State::Established);
+        // Decide as soon as either connection has the peer's OPEN: both sides then apply the same
+        // rule to the same pair, which keeps them from dumping different connections.
+        let remote_id = [peer.primary.fsm.negotiated(), secondary.fsm.negotiated()]
+            .into_iter()
+            .flatten()
+            .map(|n| n.peer_open.bgp_identifier)
+            .next();
         let loser = if p == State::Established {
             Some(secondary.id)
-        } else if seen_open(p) && seen_open(s) {
-            let remote_id = peer
-                .primary
-                .fsm
-                .negotiated()
-                .map(|n| n.peer_open.bgp_identifier);
+        } else if seen_open(p) || seen_open(s) {
             // The side with the higher identifier keeps the connection it initiated.
             let keep_ours = remote_id.is_some_and(|remote| self.config.router_id > remote);
             let primary_is_ours = !peer.primary.inbound;

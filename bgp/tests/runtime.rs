@@ -1,0 +1,152 @@
+//! Two speakers on loopback addresses talk real BGP over TCP through the tokio runtime.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+use tern_bgp::fsm::State;
+use tern_bgp::speaker::config::{PeerConfig, SpeakerConfig};
+use tern_bgp::speaker::core::SpeakerEvent;
+use tern_bgp::speaker::runtime::{Notice, Speaker, Subscription};
+use tern_bgp::wire::{Community, NextHop};
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+async fn wait_for(
+    sub: &mut Subscription,
+    what: &str,
+    mut pred: impl FnMut(&SpeakerEvent) -> bool,
+) -> SpeakerEvent {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let notice = tokio::time::timeout_at(deadline, sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+            .expect("speaker stopped");
+        if let Notice::Event(event) = notice
+            && pred(&event)
+        {
+            return event;
+        }
+    }
+}
+
+/// Starts a speaker on `address` and returns it with its port.
+async fn speaker(asn: u32, address: &str) -> (Speaker, u16) {
+    let id: Ipv4Addr = address.parse().unwrap();
+    let (speaker, bound) = Speaker::start(
+        SpeakerConfig::new(asn, id),
+        &[SocketAddr::new(ip(address), 0)],
+    )
+    .await
+    .unwrap();
+    (speaker, bound[0].port())
+}
+
+fn peer(address: &str, port: u16, asn: u32, local: &str) -> PeerConfig {
+    PeerConfig {
+        port,
+        local_address: Some(ip(local)),
+        connect_retry: Duration::from_secs(1),
+        ..PeerConfig::new(ip(address), asn)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_speakers_establish_and_exchange_a_route_with_its_communities() {
+    let (a, port_a) = speaker(65001, "127.0.0.11").await;
+    let (b, port_b) = speaker(65002, "127.0.0.12").await;
+    let mut events_b = b.subscribe();
+    a.add_peer(peer("127.0.0.12", port_b, 65002, "127.0.0.11"))
+        .await
+        .unwrap();
+    b.add_peer(peer("127.0.0.11", port_a, 65001, "127.0.0.12"))
+        .await
+        .unwrap();
+    wait_for(&mut events_b, "Established", |e| {
+        matches!(
+            e,
+            SpeakerEvent::PeerState {
+                state: State::Established,
+                ..
+            }
+        )
+    })
+    .await;
+
+    let block: IpNetwork = "10.65.3.0/26".parse().unwrap();
+    a.originate(block, vec![Community::new(65001, 42)])
+        .await
+        .unwrap();
+    let event = wait_for(
+        &mut events_b,
+        "the route",
+        |e| matches!(e, SpeakerEvent::BestPath { prefix, best: Some(_) } if *prefix == block),
+    )
+    .await;
+    let SpeakerEvent::BestPath {
+        best: Some(best), ..
+    } = event
+    else {
+        unreachable!()
+    };
+    let path = &best.paths[0].attributes;
+    assert_eq!(path.next_hop, NextHop::V4(Ipv4Addr::new(127, 0, 0, 11)));
+    assert_eq!(path.attributes.communities, vec![Community::new(65001, 42)]);
+    assert_eq!(
+        path.attributes.as_path.as_ref().unwrap().to_string(),
+        "65001"
+    );
+
+    let routes = b.routes(None, 100).await.unwrap();
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].sources, vec![Some(ip("127.0.0.11"))]);
+    let peers = b.peers().await.unwrap();
+    assert_eq!(peers[0].state, State::Established);
+    assert_eq!(peers[0].counters.prefixes_accepted, 1);
+
+    a.withdraw(block).await.unwrap();
+    wait_for(
+        &mut events_b,
+        "the withdrawal",
+        |e| matches!(e, SpeakerEvent::BestPath { prefix, best: None } if *prefix == block),
+    )
+    .await;
+    a.shutdown(false).await.unwrap();
+    b.shutdown(false).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_leaves_the_routes_with_the_peer() {
+    let (a, port_a) = speaker(65001, "127.0.0.21").await;
+    let (b, port_b) = speaker(65002, "127.0.0.22").await;
+    let mut events_b = b.subscribe();
+    a.add_peer(peer("127.0.0.22", port_b, 65002, "127.0.0.21"))
+        .await
+        .unwrap();
+    b.add_peer(peer("127.0.0.21", port_a, 65001, "127.0.0.22"))
+        .await
+        .unwrap();
+    let block: IpNetwork = "10.65.4.0/26".parse().unwrap();
+    a.originate(block, vec![]).await.unwrap();
+    wait_for(&mut events_b, "the route", |e| {
+        matches!(e, SpeakerEvent::BestPath { best: Some(_), .. })
+    })
+    .await;
+    a.shutdown(true).await.unwrap();
+    wait_for(&mut events_b, "the session to drop", |e| {
+        matches!(
+            e,
+            SpeakerEvent::PeerState {
+                state: State::Idle,
+                ..
+            }
+        )
+    })
+    .await;
+    let routes = b.routes(None, 10).await.unwrap();
+    assert_eq!(routes.len(), 1, "kept under graceful restart");
+    b.shutdown(false).await.unwrap();
+}
