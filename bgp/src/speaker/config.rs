@@ -1,7 +1,7 @@
 //! What the speaker and each of its peers are configured to do. Plain data: the agent builds it
 //! from its YAML config or the API, and the speaker validates what it must.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use crate::rib::decision::Options;
@@ -97,6 +97,10 @@ pub struct PeerConfig {
     pub next_hop_self: bool,
     /// Keep the original next hop even toward external peers (Calico's keepOriginalNextHop).
     pub keep_original_next_hop: bool,
+    /// Our IPv4 next hop for IPv4 routes when the session runs over IPv6.
+    pub next_hop_ipv4: Option<Ipv4Addr>,
+    /// Our global IPv6 next hop for IPv6 routes when the session runs over IPv4 or link-local.
+    pub next_hop_ipv6: Option<Ipv6Addr>,
     /// Accept paths holding our own AS up to this many times.
     pub allowas_in: u8,
     /// A prefix limit.
@@ -129,6 +133,8 @@ impl PeerConfig {
             route_reflector_client: false,
             next_hop_self: false,
             keep_original_next_hop: false,
+            next_hop_ipv4: None,
+            next_hop_ipv6: None,
             allowas_in: 0,
             max_prefix: None,
             add_communities: Vec::new(),

@@ -1310,11 +1310,18 @@ impl Core {
     }
 
     fn target_of<'a>(&self, peer: &'a Peer, config: &'a PeerConfig) -> ExportTarget<'a> {
-        let (local_ipv4, local_ipv6) = match peer.local.map(|l| l.ip()) {
-            Some(IpAddr::V4(a)) => (Some(a), None),
-            Some(IpAddr::V6(a)) => (a.to_ipv4_mapped(), Some(a)),
-            None => (None, None),
-        };
+        let (mut local_ipv4, mut local_ipv6, mut local_link_local) = (None, None, None);
+        match peer.local.map(|l| l.ip()) {
+            Some(IpAddr::V4(a)) => local_ipv4 = Some(a),
+            Some(IpAddr::V6(a)) if a.is_unicast_link_local() => local_link_local = Some(a),
+            Some(IpAddr::V6(a)) => match a.to_ipv4_mapped() {
+                Some(v4) => local_ipv4 = Some(v4),
+                None => local_ipv6 = Some(a),
+            },
+            None => {}
+        }
+        local_ipv4 = local_ipv4.or(config.next_hop_ipv4);
+        local_ipv6 = local_ipv6.or(config.next_hop_ipv6);
         ExportTarget {
             asn: config.asn,
             external: config.is_external(self.config.asn),
@@ -1323,6 +1330,7 @@ impl Core {
             keep_original_next_hop: config.keep_original_next_hop,
             local_ipv4,
             local_ipv6,
+            local_link_local,
             add_communities: &config.add_communities,
             filter: config.export.as_ref(),
         }

@@ -106,8 +106,12 @@ pub struct ExportTarget<'a> {
     pub keep_original_next_hop: bool,
     /// Our IPv4 address on the session, for next-hop-self.
     pub local_ipv4: Option<Ipv4Addr>,
-    /// Our IPv6 address on the session, for next-hop-self.
+    /// Our global IPv6 address for next-hop-self: the session's own, or the configured one
+    /// when the session runs over IPv4 or a link-local address.
     pub local_ipv6: Option<Ipv6Addr>,
+    /// Our link-local address when the session runs over one (RFC 2545: sent beside the global
+    /// next hop to a peer on the same link).
+    pub local_link_local: Option<Ipv6Addr>,
     /// Communities added to everything sent.
     pub add_communities: &'a [Community],
     /// The peer's export filter.
@@ -202,32 +206,31 @@ pub fn export_attributes(
         }
     }
 
+    let v6_self = match (target.local_ipv6, target.local_link_local) {
+        (Some(global), link_local) => Some(NextHop::V6 { global, link_local }),
+        // An unnumbered session: the link-local address stands in for the global one.
+        (None, Some(link_local)) => Some(NextHop::V6 {
+            global: link_local,
+            link_local: Some(link_local),
+        }),
+        (None, None) => None,
+    };
     let self_next_hop = match prefix {
-        IpNetwork::V4(_) => target.local_ipv4.map(NextHop::V4).or_else(|| {
-            target.local_ipv6.map(|global| NextHop::V6 {
-                global,
-                link_local: None,
-            })
-        }),
-        IpNetwork::V6(_) => target.local_ipv6.map(|global| NextHop::V6 {
-            global,
-            link_local: None,
-        }),
+        IpNetwork::V4(_) => target.local_ipv4.map(NextHop::V4).or(v6_self),
+        IpNetwork::V6(_) => v6_self,
     };
     let use_self =
         source.local || target.next_hop_self || (target.external && !target.keep_original_next_hop);
-    let next_hop = if use_self {
-        self_next_hop.unwrap_or(route.next_hop)
-    } else {
-        route.next_hop
-    };
-    // A link-local next hop means nothing beyond the link it was learned on.
-    let next_hop = match next_hop {
-        NextHop::V6 { global, .. } if use_self || target.external => NextHop::V6 {
-            global,
-            link_local: None,
+    let next_hop = match (use_self, self_next_hop) {
+        (true, Some(own)) => own,
+        // A link-local next hop means nothing beyond the link it was learned on.
+        (_, _) => match route.next_hop {
+            NextHop::V6 { global, .. } => NextHop::V6 {
+                global,
+                link_local: None,
+            },
+            other => other,
         },
-        other => other,
     };
     RouteAttributes {
         attributes,
@@ -279,6 +282,7 @@ mod tests {
             keep_original_next_hop: false,
             local_ipv4: Some(Ipv4Addr::new(192, 0, 2, 1)),
             local_ipv6: None,
+            local_link_local: None,
             add_communities: &[],
             filter: None,
         }
@@ -533,5 +537,58 @@ mod tests {
         tagged.attributes.communities = vec![Community::new(65001, 1)];
         let out = export_attributes(prefix(), &tagged, &learned(true), &tagging, &speaker());
         assert_eq!(out.attributes.communities, vec![Community::new(65001, 1)]);
+    }
+
+    #[test]
+    fn ipv6_next_hops_drop_the_link_local_address_beyond_its_link() {
+        let mut v6 = route(&[65002]);
+        v6.next_hop = NextHop::V6 {
+            global: "2001:db8::9".parse().unwrap(),
+            link_local: Some("fe80::9".parse().unwrap()),
+        };
+        let v6_prefix: IpNetwork = "2001:db8:1::/48".parse().unwrap();
+        let out = export_attributes(v6_prefix, &v6, &learned(true), &target(false), &speaker());
+        assert_eq!(
+            out.next_hop,
+            NextHop::V6 {
+                global: "2001:db8::9".parse().unwrap(),
+                link_local: None
+            }
+        );
+    }
+
+    #[test]
+    fn next_hop_self_on_a_link_local_session_sends_global_and_link_local() {
+        let local = ExportSource {
+            local: true,
+            ..learned(false)
+        };
+        let v6_prefix: IpNetwork = "2001:db8:1::/48".parse().unwrap();
+        let numbered = ExportTarget {
+            local_ipv6: Some("2001:db8::1".parse().unwrap()),
+            local_link_local: Some("fe80::1".parse().unwrap()),
+            ..target(true)
+        };
+        let out = export_attributes(v6_prefix, &route(&[]), &local, &numbered, &speaker());
+        assert_eq!(
+            out.next_hop,
+            NextHop::V6 {
+                global: "2001:db8::1".parse().unwrap(),
+                link_local: Some("fe80::1".parse().unwrap())
+            }
+        );
+        let unnumbered = ExportTarget {
+            local_ipv6: None,
+            ..numbered
+        };
+        let out = export_attributes(v6_prefix, &route(&[]), &local, &unnumbered, &speaker());
+        let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+        assert_eq!(
+            out.next_hop,
+            NextHop::V6 {
+                global: ll,
+                link_local: Some(ll)
+            }
+        );
     }
 }
