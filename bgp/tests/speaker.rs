@@ -787,3 +787,49 @@ fn a_policy_change_withdraws_what_the_new_export_filter_refuses() {
     );
     assert_eq!(withdrawn(&h.sent_to(&a)), vec![prefix("10.66.0.0/26")]);
 }
+
+#[test]
+fn long_lived_stale_routes_stay_least_preferred_and_go_only_to_peers_that_understand_them() {
+    let mut h = Harness::new();
+    let llgr = |time| {
+        Capability::LongLivedGracefulRestart(vec![LongLivedGracefulRestartFamily {
+            family: Family::IPV4_UNICAST,
+            forwarding_preserved: true,
+            long_lived_stale_time: time,
+        }])
+    };
+    let gr = Capability::GracefulRestart(GracefulRestart {
+        restart_time: 5,
+        ..GracefulRestart::default()
+    });
+    let a = h.establish(
+        ebgp("192.0.2.2", 65002),
+        Ipv4Addr::new(10, 0, 0, 2),
+        vec![gr, llgr(3600)],
+    );
+    let aware = h.establish(
+        ebgp("192.0.2.3", 65003),
+        Ipv4Addr::new(10, 0, 0, 3),
+        vec![llgr(0)],
+    );
+    let plain = h.establish(ebgp("192.0.2.4", 65004), Ipv4Addr::new(10, 0, 0, 4), vec![]);
+    h.announce(
+        &a,
+        external_route(&[65002], "192.0.2.2"),
+        &["198.51.100.0/24"],
+    );
+    h.input(Input::Closed { conn: a.conn });
+    h.outputs.clear();
+    let out = h.input(Input::TimerExpired(TimerKey::Restart(a.address)));
+    assert!(out.iter().any(|o| matches!(o, Output::StartTimer(TimerKey::LongLivedStale(_), d) if *d == Duration::from_secs(3600))));
+    assert_eq!(h.core.table().len(), 1, "kept long-lived");
+    let to_aware = announced(&h.sent_to(&aware));
+    assert_eq!(to_aware.len(), 1);
+    assert!(to_aware[0].1.communities.contains(&Community::LLGR_STALE));
+    assert_eq!(
+        withdrawn(&h.sent_to(&plain)),
+        vec![prefix("198.51.100.0/24")]
+    );
+    h.input(Input::TimerExpired(TimerKey::LongLivedStale(a.address)));
+    assert!(h.core.table().is_empty());
+}

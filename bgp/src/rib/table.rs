@@ -312,19 +312,56 @@ impl Table {
         removed
     }
 
-    /// Sets `flag` on every path of `peer` (marking them stale when it restarts).
-    pub fn flag_peer_paths(&mut self, peer: PeerId, flag: u8) {
-        let mark = |entry: &mut Entry| match &mut entry.paths {
-            Paths::One(path) if path.peer == peer => path.flags |= flag,
-            Paths::One(_) => {}
-            Paths::Many(paths) => {
-                for path in paths.iter_mut().filter(|p| p.peer == peer) {
+    /// Sets `flag` on every path of `peer` (marking them stale when it restarts) and decides
+    /// again where that matters (long-lived stale paths lose to any other). Returns the prefixes
+    /// touched, with the change of best path where there was one.
+    pub fn flag_peer_paths(&mut self, peer: PeerId, flag: u8) -> Vec<(IpNetwork, Option<Change>)> {
+        let (options, peers) = (self.options, &self.peers);
+        let mut touched = Vec::new();
+        let mut mark = |entry: &mut Entry| -> bool {
+            let before = summary(entry);
+            let previous = entry.paths.as_slice().first().cloned();
+            let hit = match &mut entry.paths {
+                Paths::One(path) if path.peer == peer => {
                     path.flags |= flag;
+                    true
                 }
+                Paths::One(_) => false,
+                Paths::Many(paths) => {
+                    let mut hit = false;
+                    for path in paths.iter_mut().filter(|p| p.peer == peer) {
+                        path.flags |= flag;
+                        hit = true;
+                    }
+                    if hit {
+                        let (multipath, reason) = decide(paths, options, peers);
+                        entry.multipath = multipath;
+                        entry.reason = reason;
+                    }
+                    hit
+                }
+            };
+            if hit {
+                let change = (summary(entry) != before).then(|| Change {
+                    previous,
+                    current: Some(best_of(entry)),
+                });
+                touched.push(change);
             }
+            hit
         };
-        self.v4.entries.values_mut().for_each(mark);
-        self.v6.entries.values_mut().for_each(mark);
+        let mut prefixes = Vec::new();
+        for (net, entry) in self.v4.entries.iter_mut() {
+            if mark(entry) {
+                prefixes.push(IpNetwork::V4(*net));
+            }
+        }
+        for (net, entry) in self.v6.entries.iter_mut() {
+            if mark(entry) {
+                prefixes.push(IpNetwork::V6(*net));
+            }
+        }
+        prefixes.into_iter().zip(touched).collect()
     }
 }
 

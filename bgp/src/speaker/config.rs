@@ -26,6 +26,10 @@ pub struct SpeakerConfig {
     /// How long to keep a restarted peer's stale routes after it came back, waiting for its
     /// End-of-RIB, before sweeping them.
     pub stale_routes_time: Duration,
+    /// Advertise long-lived graceful restart (RFC 9494) asking peers to keep our routes this
+    /// many seconds after the restart time; `None` does not advertise it. We act as helper for
+    /// peers that advertise it either way.
+    pub long_lived_stale_time: Option<u32>,
 }
 
 impl SpeakerConfig {
@@ -39,6 +43,7 @@ impl SpeakerConfig {
             graceful_restart_time: Some(120),
             restarting: false,
             stale_routes_time: Duration::from_secs(360),
+            long_lived_stale_time: None,
         }
     }
 

@@ -28,8 +28,9 @@ use crate::rib::table::{
 };
 use crate::wire::{
     Capability, Community, Context, Error as WireError, Family, GracefulRestart,
-    GracefulRestartFamily, Message, NextHop, Nlri, Notification, Origin, PathAttributes,
-    RefreshSubtype, RouteRefresh, Update, UpdateBuilder, cease_subcode, code,
+    GracefulRestartFamily, LongLivedGracefulRestartFamily, Message, NextHop, Nlri, Notification,
+    Origin, PathAttributes, RefreshSubtype, RouteRefresh, Update, UpdateBuilder, cease_subcode,
+    code,
 };
 
 /// Identifies one TCP connection.
@@ -465,6 +466,19 @@ impl Core {
                     families,
                 }));
         }
+        if let Some(stale_time) = self.config.long_lived_stale_time {
+            let families = [Family::IPV4_UNICAST, Family::IPV6_UNICAST]
+                .into_iter()
+                .map(|family| LongLivedGracefulRestartFamily {
+                    family,
+                    forwarding_preserved: true,
+                    long_lived_stale_time: stale_time,
+                })
+                .collect();
+            config
+                .capabilities
+                .push(Capability::LongLivedGracefulRestart(families));
+        }
         config.jitter_seed ^= match peer.address {
             IpAddr::V4(a) => u64::from(u32::from(a)),
             IpAddr::V6(a) => u128::from(a) as u64,
@@ -890,11 +904,6 @@ impl Core {
                 let long_lived = peer.long_lived.clone();
                 let id = peer.id;
                 if let Some(longest) = long_lived.iter().map(|(_, t)| *t).max().filter(|t| *t > 0) {
-                    self.table.flag_peer_paths(id, path_flags::LLGR_STALE);
-                    self.emit(Output::StartTimer(
-                        TimerKey::LongLivedStale(address),
-                        Duration::from_secs(u64::from(longest)),
-                    ));
                     let keep: Vec<Family> = long_lived
                         .iter()
                         .filter(|(_, t)| *t > 0)
@@ -903,7 +912,19 @@ impl Core {
                     self.drop_routes(id, move |p| {
                         p.flags & path_flags::STALE != 0 && !keep.contains(&family_of(p))
                     });
-                    self.reexport_all();
+                    self.emit(Output::StartTimer(
+                        TimerKey::LongLivedStale(address),
+                        Duration::from_secs(u64::from(longest)),
+                    ));
+                    for (prefix, change) in self.table.flag_peer_paths(id, path_flags::LLGR_STALE) {
+                        if let Some(change) = change {
+                            self.out.push(Output::Event(SpeakerEvent::BestPath {
+                                prefix,
+                                best: change.current,
+                            }));
+                        }
+                        self.reannounce(prefix);
+                    }
                 } else {
                     self.sweep_stale(address, None);
                 }
@@ -1275,18 +1296,6 @@ impl Core {
         }
     }
 
-    fn reexport_all(&mut self) {
-        let addresses: Vec<IpAddr> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.is_established())
-            .map(|(a, _)| *a)
-            .collect();
-        for address in addresses {
-            self.reexport_family(address, None);
-        }
-    }
-
     fn source_of(&self, path: &Path) -> ExportSource {
         if path.peer == PeerId::LOCAL {
             return ExportSource {
@@ -1357,6 +1366,40 @@ impl Core {
             &self.source_of(path),
             &self.target_of(peer, config),
         )
+    }
+
+    /// Sends every established peer the current best of `prefix` again, or withdraws it where
+    /// it may no longer go (a path turned long-lived stale).
+    fn reannounce(&mut self, prefix: IpNetwork) {
+        let best = self.table.paths(prefix).first().cloned();
+        let targets: Vec<IpAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.is_established())
+            .map(|(a, _)| *a)
+            .collect();
+        for address in targets {
+            let Some(peer) = self.peers.get(&address) else {
+                continue;
+            };
+            let send = best
+                .as_ref()
+                .filter(|p| self.exportable(prefix, p, peer, &peer.config))
+                .cloned();
+            let Some(peer) = self.peers.get_mut(&address) else {
+                continue;
+            };
+            match send {
+                Some(path) => {
+                    peer.outbox.withdraw.remove(&prefix);
+                    peer.outbox.announce.insert(prefix, path);
+                }
+                None => {
+                    peer.outbox.announce.remove(&prefix);
+                    peer.outbox.withdraw.insert(prefix);
+                }
+            }
+        }
     }
 
     /// Tells subscribers and queues the change for every established peer.
