@@ -5,6 +5,7 @@
 //! programmer, the gRPC API and the binaries' main loops come next.
 
 pub mod config;
+pub mod routes;
 
 /// The message both binaries print until the agent exists.
 pub const NOT_BUILT_YET: &str = "ternd is not built yet: this release holds the BGP speaker and the configuration checker (see README.md)";

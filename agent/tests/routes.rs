@@ -1,0 +1,213 @@
+//! The route programmer against a real kernel, inside a network namespace this test creates.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::process::Command;
+
+use ipnetwork::IpNetwork;
+use tern_agent::routes::{KernelRoute, NextHop, Programmer, RouteKind, RouteTag};
+
+/// Root is needed for namespaces: skip without it, unless CI demands the test runs.
+fn require_root() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if !root {
+        assert!(
+            std::env::var("TERN_REQUIRE_ROOT").as_deref() != Ok("1"),
+            "this test needs root (TERN_REQUIRE_ROOT=1 is set)"
+        );
+        eprintln!("skipping: needs root");
+    }
+    root
+}
+
+/// A network namespace that is deleted when dropped, even when the test fails.
+struct Namespace(String);
+
+impl Namespace {
+    fn new(name: &str) -> Namespace {
+        let _ = Command::new("ip").args(["netns", "del", name]).status();
+        run(&["ip", "netns", "add", name]);
+        Namespace(name.to_owned())
+    }
+
+    fn ip(&self, args: &str) -> String {
+        let mut full = vec!["ip", "-n", &self.0];
+        full.extend(args.split_whitespace());
+        run(&full)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn run(args: &[&str]) -> String {
+    let output = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs `f` on a thread that entered the namespace, with a tokio runtime of its own, so the
+/// netlink socket is opened inside it.
+fn inside<T: Send + 'static>(ns: &Namespace, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{}", ns.0);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(path).unwrap();
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+fn net(text: &str) -> IpNetwork {
+    text.parse().unwrap()
+}
+
+fn via(hops: &[&str]) -> RouteKind {
+    let mut list: Vec<NextHop> = hops
+        .iter()
+        .map(|h| NextHop {
+            gateway: h.parse::<IpAddr>().unwrap(),
+            interface: None,
+            onlink: false,
+        })
+        .collect();
+    list.sort();
+    RouteKind::Via(list)
+}
+
+/// Strips interface indexes, which the kernel fills in, for comparison.
+fn without_interfaces(routes: BTreeMap<IpNetwork, RouteKind>) -> BTreeMap<IpNetwork, RouteKind> {
+    routes
+        .into_iter()
+        .map(|(prefix, kind)| {
+            let kind = match kind {
+                RouteKind::Via(hops) => {
+                    let mut hops: Vec<NextHop> = hops
+                        .into_iter()
+                        .map(|h| NextHop {
+                            interface: None,
+                            ..h
+                        })
+                        .collect();
+                    hops.sort();
+                    RouteKind::Via(hops)
+                }
+                other => other,
+            };
+            (prefix, kind)
+        })
+        .collect()
+}
+
+#[test]
+fn routes_are_installed_dumped_replaced_and_deleted_with_our_protocol_only() {
+    if !require_root() {
+        return;
+    }
+    let ns = Namespace::new("tern-test-routes");
+    // No dummy module here: a veth pair inside the namespace gives us a link.
+    ns.ip("link add dummy0 type veth peer name dummy1");
+    ns.ip("link set dummy1 up");
+    ns.ip("link set dummy0 up");
+    ns.ip("addr add 192.0.2.1/24 dev dummy0");
+    ns.ip("-6 addr add 2001:db8::1/64 dev dummy0 nodad");
+    // Someone else's route, which must never be touched.
+    ns.ip("route add 198.51.100.0/24 via 192.0.2.9 proto static");
+
+    let wanted = vec![
+        KernelRoute {
+            prefix: net("10.65.0.0/26"),
+            kind: RouteKind::Blackhole,
+        },
+        KernelRoute {
+            prefix: net("10.65.1.0/26"),
+            kind: via(&["192.0.2.2"]),
+        },
+        KernelRoute {
+            prefix: net("10.65.2.0/26"),
+            kind: via(&["192.0.2.2", "192.0.2.3"]),
+        },
+        KernelRoute {
+            prefix: net("fd65::/122"),
+            kind: RouteKind::Blackhole,
+        },
+        KernelRoute {
+            prefix: net("fd65::40/122"),
+            kind: via(&["2001:db8::2"]),
+        },
+    ];
+    let tag = RouteTag {
+        table: 254,
+        protocol: 12,
+        metric: None,
+    };
+    let (dumped, after_delete) = inside(&ns, move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let programmer = Programmer::open(tag).unwrap();
+            assert!(programmer.replace(&wanted).await.is_empty());
+            let dumped = programmer.dump().await.unwrap();
+            // Replacing changes the next hop in place.
+            let moved = [KernelRoute {
+                prefix: net("10.65.1.0/26"),
+                kind: via(&["192.0.2.4"]),
+            }];
+            assert!(programmer.replace(&moved).await.is_empty());
+            let errors = programmer
+                .delete(&[
+                    net("10.65.0.0/26"),
+                    net("fd65::40/122"),
+                    net("10.99.0.0/26"),
+                ])
+                .await;
+            assert!(errors.is_empty(), "{errors:?}");
+            (dumped, programmer.dump().await.unwrap())
+        })
+    });
+    let expected: BTreeMap<IpNetwork, RouteKind> = [
+        (net("10.65.0.0/26"), RouteKind::Blackhole),
+        (net("10.65.1.0/26"), via(&["192.0.2.2"])),
+        (net("10.65.2.0/26"), via(&["192.0.2.2", "192.0.2.3"])),
+        (net("fd65::/122"), RouteKind::Blackhole),
+        (net("fd65::40/122"), via(&["2001:db8::2"])),
+    ]
+    .into();
+    assert_eq!(without_interfaces(dumped), expected);
+    let expected_after: BTreeMap<IpNetwork, RouteKind> = [
+        (net("10.65.1.0/26"), via(&["192.0.2.4"])),
+        (net("10.65.2.0/26"), via(&["192.0.2.2", "192.0.2.3"])),
+        (net("fd65::/122"), RouteKind::Blackhole),
+    ]
+    .into();
+    assert_eq!(without_interfaces(after_delete), expected_after);
+
+    // The kernel agrees, as operators will see it; the static route is untouched.
+    let shown = ns.ip("route show proto bird");
+    assert!(
+        shown.contains("10.65.1.0/26 via 192.0.2.4 dev dummy0"),
+        "{shown}"
+    );
+    assert!(shown.contains("10.65.2.0/26"), "{shown}");
+    assert!(
+        ns.ip("route show proto static")
+            .contains("198.51.100.0/24 via 192.0.2.9")
+    );
+    assert!(
+        ns.ip("-6 route show proto bird")
+            .contains("blackhole fd65::/122")
+    );
+}
