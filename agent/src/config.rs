@@ -730,6 +730,14 @@ prefixAdvertisements:
     }
 
     #[test]
+    fn the_documented_example_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ternd.yaml");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.metric, Some(1024));
+        assert_eq!(config.peers[0].ttl_security, 1);
+    }
+
+    #[test]
     fn a_route_protocol_name_must_be_known() {
         let text = GOOD.replace("routeProtocol: bird", "routeProtocol: ospf");
         let error = parse(&text).unwrap_err().to_string();

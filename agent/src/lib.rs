@@ -4,6 +4,7 @@
 //! kernel routes. It is being built: the configuration file is read and checked today; the route
 //! programmer, the gRPC API and the binaries' main loops come next.
 
+pub mod agent;
 pub mod config;
 pub mod routes;
 

@@ -83,7 +83,7 @@ async fn two_speakers_establish_and_exchange_a_route_with_its_communities() {
     let event = wait_for(
         &mut events_b,
         "the route",
-        |e| matches!(e, SpeakerEvent::BestPath { prefix, best: Some(_) } if *prefix == block),
+        |e| matches!(e, SpeakerEvent::BestPath { prefix, best: Some(_), .. } if *prefix == block),
     )
     .await;
     let SpeakerEvent::BestPath {
@@ -111,7 +111,7 @@ async fn two_speakers_establish_and_exchange_a_route_with_its_communities() {
     wait_for(
         &mut events_b,
         "the withdrawal",
-        |e| matches!(e, SpeakerEvent::BestPath { prefix, best: None } if *prefix == block),
+        |e| matches!(e, SpeakerEvent::BestPath { prefix, best: None, .. } if *prefix == block),
     )
     .await;
     a.shutdown(false).await.unwrap();

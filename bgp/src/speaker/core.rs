@@ -182,6 +182,8 @@ pub enum SpeakerEvent {
         prefix: IpNetwork,
         /// The new ECMP set.
         best: Option<Best>,
+        /// For each path of the set, the address of the peer it came from (`None`: local).
+        sources: Vec<Option<IpAddr>>,
     },
     /// A peer finished sending its routes of a family (RFC 4724 End-of-RIB).
     EndOfRib {
@@ -918,10 +920,7 @@ impl Core {
                     ));
                     for (prefix, change) in self.table.flag_peer_paths(id, path_flags::LLGR_STALE) {
                         if let Some(change) = change {
-                            self.out.push(Output::Event(SpeakerEvent::BestPath {
-                                prefix,
-                                best: change.current,
-                            }));
+                            self.report_best(prefix, change.current);
                         }
                         self.reannounce(prefix);
                     }
@@ -1402,6 +1401,19 @@ impl Core {
         }
     }
 
+    fn report_best(&mut self, prefix: IpNetwork, best: Option<Best>) {
+        let sources = best
+            .iter()
+            .flat_map(|b| b.paths.iter())
+            .map(|p| self.ids.get(&p.peer).copied())
+            .collect();
+        self.out.push(Output::Event(SpeakerEvent::BestPath {
+            prefix,
+            best,
+            sources,
+        }));
+    }
+
     /// Tells subscribers and queues the change for every established peer.
     fn propagate(&mut self, prefix: IpNetwork, change: Change) {
         let current = change
@@ -1439,10 +1451,7 @@ impl Core {
                 peer.outbox.withdraw.insert(prefix);
             }
         }
-        self.out.push(Output::Event(SpeakerEvent::BestPath {
-            prefix,
-            best: change.current,
-        }));
+        self.report_best(prefix, change.current);
     }
 
     /// Turns every peer's outbox into packed UPDATEs.

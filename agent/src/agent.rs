@@ -1,0 +1,520 @@
+//! The agent's main loop: turns the configuration into speaker peers and originated blocks, and
+//! the speaker's best paths into kernel routes.
+//!
+//! Kernel rules, as Calico's: a blackhole for each of our blocks; a learned route is installed
+//! only when it falls inside an enabled IP pool and is not one of our blocks, or when a
+//! (top-of-rack) peer's filters admit it, such as a default route.
+//!
+//! Restart without loss: routes already in the kernel with our protocol are adopted as stale at
+//! start and kept; once every peer sent its End-of-RIB (or the restart time passed), the stale
+//! ones not learned again are deleted. On SIGTERM the sessions close without a Cease, so peers
+//! keep our routes under graceful restart, and the kernel routes stay.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+use tern_bgp::speaker::config::{Filter, PeerConfig, PrefixRange, SpeakerConfig};
+use tern_bgp::speaker::core::SpeakerEvent;
+use tern_bgp::speaker::runtime::{Notice, RouteEntry, Speaker};
+use tern_bgp::wire::{Community, NextHop as BgpNextHop};
+use tracing::{info, warn};
+
+use crate::config::{CommunityValue, Config, SourceAddress, parse_peer_ip};
+use crate::routes::{KernelRoute, NextHop, Programmer, RouteKind, RouteTag};
+
+/// How often the kernel is compared with what it should hold.
+const REPAIR_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Where a peer comes from in the configuration (Calico's peer types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerKind {
+    /// Another node, through the node-to-node mesh.
+    Mesh,
+    /// A BGPPeer for every node.
+    Global,
+    /// A BGPPeer for this node only.
+    NodeSpecific,
+}
+
+/// A peer the configuration asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredPeer {
+    /// Its speaker configuration.
+    pub config: PeerConfig,
+    /// Where it came from.
+    pub kind: PeerKind,
+    /// Prefixes outside the pools this peer may install (its filters).
+    pub extra: Vec<IpNetwork>,
+}
+
+/// The peers `config` asks for, keyed by address.
+pub fn desired_peers(config: &Config) -> Result<BTreeMap<IpAddr, DesiredPeer>, String> {
+    let mut peers = BTreeMap::new();
+    let own = config.node_address.ip();
+    if config.node_to_node_mesh_enabled {
+        for node in &config.nodes {
+            if node.address == own {
+                continue;
+            }
+            let mut peer =
+                PeerConfig::new(node.address, node.as_number.unwrap_or(config.as_number));
+            // As in Calico, the node with the higher address waits for the other.
+            peer.passive = own > node.address;
+            peer.local_address = Some(own);
+            peer.hold_time = 90;
+            peers.insert(
+                node.address,
+                DesiredPeer {
+                    config: peer,
+                    kind: PeerKind::Mesh,
+                    extra: Vec::new(),
+                },
+            );
+        }
+    }
+    for entry in &config.peers {
+        let kind = match &entry.node {
+            None => PeerKind::Global,
+            Some(node) if node == &config.node_name => PeerKind::NodeSpecific,
+            Some(_) => continue,
+        };
+        let (address, port) = parse_peer_ip(&entry.peer_ip)?;
+        let mut peer = PeerConfig::new(address, entry.as_number);
+        peer.port = port;
+        peer.passive = entry.passive;
+        peer.keep_original_next_hop = entry.keep_original_next_hop;
+        peer.local_address = match entry.source_address {
+            SourceAddress::UseNodeIP if own.is_ipv4() == address.is_ipv4() => Some(own),
+            _ => None,
+        };
+        if entry.ttl_security > 0 {
+            peer.ttl_security = true;
+            peer.multihop_ttl = Some(entry.ttl_security);
+        } else {
+            peer.multihop_ttl = entry.multihop;
+        }
+        if let Some(path) = &entry.password_file {
+            let password = std::fs::read_to_string(path).map_err(|e| {
+                format!(
+                    "peer {}: passwordFile {}: {e}",
+                    entry.peer_ip,
+                    path.display()
+                )
+            })?;
+            peer.password = Some(password.trim_end_matches(['\n', '\r']).to_owned());
+        }
+        if !entry.filters.is_empty() {
+            let ranges = entry
+                .filters
+                .iter()
+                .map(|p| PrefixRange {
+                    prefix: *p,
+                    min_length: p.prefix(),
+                    max_length: if p.is_ipv4() { 32 } else { 128 },
+                })
+                .collect();
+            peer.import = Some(Filter { ranges });
+        }
+        peers.insert(
+            address,
+            DesiredPeer {
+                config: peer,
+                kind,
+                extra: entry.filters.clone(),
+            },
+        );
+    }
+    Ok(peers)
+}
+
+/// The speaker configuration for `config`.
+pub fn speaker_config(config: &Config, restarting: bool) -> SpeakerConfig {
+    let router_id = config
+        .router_id()
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    let mut speaker = SpeakerConfig::new(config.as_number, router_id);
+    speaker.graceful_restart_time = Some(config.graceful_restart_time.0.as_secs().min(4095) as u16);
+    speaker.restarting = restarting;
+    speaker.decision.maximum_paths = 8;
+    speaker
+}
+
+fn communities(config: &Config, prefix: IpNetwork) -> Vec<Community> {
+    config
+        .communities_for(prefix)
+        .into_iter()
+        .filter_map(|c| match c {
+            CommunityValue::Standard(a, b) => Some(Community::new(a, b)),
+            // Large communities on originated routes come with the API work.
+            CommunityValue::Large(..) => None,
+        })
+        .collect()
+}
+
+/// The running agent's state.
+pub struct Agent {
+    config: Config,
+    speaker: Speaker,
+    programmer: Programmer,
+    peers: BTreeMap<IpAddr, DesiredPeer>,
+    /// Learned routes that should be in the kernel.
+    learned: BTreeMap<IpNetwork, RouteKind>,
+    /// Routes found in the kernel at start, kept until the sweep.
+    stale: BTreeSet<IpNetwork>,
+    /// Peers whose End-of-RIB we are still waiting for before the sweep.
+    awaiting_eor: HashSet<IpAddr>,
+    swept: bool,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("node", &self.config.node_name)
+            .finish()
+    }
+}
+
+impl Agent {
+    /// Starts the speaker and adopts what the kernel already holds.
+    pub async fn start(config: Config) -> anyhow::Result<Agent> {
+        let tag = RouteTag {
+            table: config.route_table,
+            protocol: config.route_protocol.0,
+            metric: config.metric,
+        };
+        let programmer = Programmer::open(tag)?;
+        let existing = programmer.dump().await?;
+        let restarting = !existing.is_empty();
+        let listen = SocketAddr::new(config.listen_address, config.listen_port);
+        let (speaker, _) = Speaker::start(speaker_config(&config, restarting), &[listen]).await?;
+        let peers = desired_peers(&config).map_err(anyhow::Error::msg)?;
+        let stale: BTreeSet<IpNetwork> = existing.keys().copied().collect();
+        if restarting {
+            info!(
+                routes = stale.len(),
+                "adopted kernel routes from an earlier run as stale"
+            );
+        }
+        let mut agent = Agent {
+            config,
+            speaker,
+            programmer,
+            awaiting_eor: peers.keys().copied().collect(),
+            peers,
+            learned: BTreeMap::new(),
+            stale,
+            swept: false,
+        };
+        agent.apply_blocks(&[]).await;
+        for peer in agent.peers.values() {
+            agent.speaker.add_peer(peer.config.clone()).await?;
+        }
+        Ok(agent)
+    }
+
+    /// Our blocks, from the configuration.
+    fn blocks(&self) -> Vec<IpNetwork> {
+        self.config.blocks.clone()
+    }
+
+    /// Installs blackholes for our blocks and originates them; withdraws `removed` ones.
+    async fn apply_blocks(&mut self, removed: &[IpNetwork]) {
+        let blackholes: Vec<KernelRoute> = self
+            .blocks()
+            .into_iter()
+            .map(|prefix| KernelRoute {
+                prefix,
+                kind: RouteKind::Blackhole,
+            })
+            .collect();
+        for error in self.programmer.replace(&blackholes).await {
+            warn!(%error, "cannot install a block's blackhole");
+        }
+        for block in self.blocks() {
+            self.stale.remove(&block);
+            let export = self
+                .config
+                .ip_pools
+                .iter()
+                .any(|p| p.cidr.contains(block.network()) && !p.disable_bgp_export);
+            if export {
+                let _ = self
+                    .speaker
+                    .originate(block, communities(&self.config, block))
+                    .await;
+            }
+        }
+        for block in removed {
+            let _ = self.speaker.withdraw(*block).await;
+        }
+        for error in self.programmer.delete(removed).await {
+            warn!(%error, "cannot delete a block's blackhole");
+        }
+    }
+
+    /// Whether a learned route may go into the kernel.
+    fn admits(&self, prefix: IpNetwork, sources: &[Option<IpAddr>]) -> bool {
+        if self
+            .config
+            .blocks
+            .iter()
+            .any(|b| b.contains(prefix.network()) && prefix.prefix() >= b.prefix())
+        {
+            return false;
+        }
+        let in_pool = self.config.ip_pools.iter().any(|p| {
+            !p.disabled && p.cidr.contains(prefix.network()) && prefix.prefix() >= p.cidr.prefix()
+        });
+        in_pool
+            || sources.iter().flatten().any(|source| {
+                self.peers.get(source).is_some_and(|peer| {
+                    peer.kind != PeerKind::Mesh
+                        && peer
+                            .extra
+                            .iter()
+                            .any(|f| f.contains(prefix.network()) && prefix.prefix() >= f.prefix())
+                })
+            })
+    }
+
+    fn kernel_route(&self, entry: &RouteEntry) -> Option<RouteKind> {
+        if !self.admits(entry.prefix, &entry.sources) {
+            return None;
+        }
+        let mut hops: Vec<NextHop> = entry
+            .best
+            .paths
+            .iter()
+            .filter_map(|path| match path.attributes.next_hop {
+                BgpNextHop::V4(address) if !address.is_unspecified() => Some(IpAddr::V4(address)),
+                BgpNextHop::V6 { global, .. } if !global.is_unspecified() => {
+                    Some(IpAddr::V6(global))
+                }
+                _ => None,
+            })
+            .map(|gateway| NextHop {
+                gateway,
+                interface: None,
+                onlink: false,
+            })
+            .collect();
+        hops.sort();
+        hops.dedup();
+        (!hops.is_empty()).then_some(RouteKind::Via(hops))
+    }
+
+    /// Applies a batch of best-path changes to the kernel.
+    async fn program(&mut self, entries: Vec<(IpNetwork, Option<RouteEntry>)>) {
+        let mut replace = Vec::new();
+        let mut delete = Vec::new();
+        for (prefix, entry) in entries {
+            let wanted = entry.as_ref().and_then(|e| self.kernel_route(e));
+            match wanted {
+                Some(kind) => {
+                    self.stale.remove(&prefix);
+                    if self.learned.get(&prefix) != Some(&kind) {
+                        self.learned.insert(prefix, kind.clone());
+                        replace.push(KernelRoute { prefix, kind });
+                    }
+                }
+                None => {
+                    if self.learned.remove(&prefix).is_some() {
+                        delete.push(prefix);
+                    }
+                }
+            }
+        }
+        for error in self.programmer.replace(&replace).await {
+            warn!(%error, "kernel route install failed");
+        }
+        for error in self.programmer.delete(&delete).await {
+            warn!(%error, "kernel route delete failed");
+        }
+    }
+
+    /// Deletes the adopted routes nobody announced again.
+    async fn sweep(&mut self) {
+        if self.swept {
+            return;
+        }
+        self.swept = true;
+        let gone: Vec<IpNetwork> = std::mem::take(&mut self.stale).into_iter().collect();
+        if !gone.is_empty() {
+            info!(routes = gone.len(), "sweeping stale kernel routes");
+        }
+        for error in self.programmer.delete(&gone).await {
+            warn!(%error, "stale route delete failed");
+        }
+    }
+
+    /// Compares the kernel with what it should hold and mends the difference.
+    async fn repair(&mut self) {
+        let Ok(actual) = self.programmer.dump().await else {
+            return;
+        };
+        let mut wanted: BTreeMap<IpNetwork, RouteKind> = self.learned.clone();
+        for block in self.blocks() {
+            wanted.insert(block, RouteKind::Blackhole);
+        }
+        let normalise = |kind: &RouteKind| match kind {
+            RouteKind::Via(hops) => {
+                let mut hops: Vec<NextHop> = hops
+                    .iter()
+                    .map(|h| NextHop {
+                        interface: None,
+                        ..*h
+                    })
+                    .collect();
+                hops.sort();
+                RouteKind::Via(hops)
+            }
+            other => other.clone(),
+        };
+        let fix: Vec<KernelRoute> = wanted
+            .iter()
+            .filter(|(prefix, kind)| actual.get(prefix).map(normalise) != Some(normalise(kind)))
+            .map(|(prefix, kind)| KernelRoute {
+                prefix: *prefix,
+                kind: kind.clone(),
+            })
+            .collect();
+        let extra: Vec<IpNetwork> = actual
+            .keys()
+            .filter(|p| !wanted.contains_key(p) && !self.stale.contains(p))
+            .copied()
+            .collect();
+        if !fix.is_empty() || !extra.is_empty() {
+            warn!(
+                repaired = fix.len(),
+                removed = extra.len(),
+                "kernel routes differed; repaired"
+            );
+        }
+        for error in self.programmer.replace(&fix).await {
+            warn!(%error, "repair failed");
+        }
+        for error in self.programmer.delete(&extra).await {
+            warn!(%error, "repair failed");
+        }
+    }
+
+    /// Runs until SIGTERM or SIGINT (planned restart: sessions close without a Cease and kernel
+    /// routes stay) and applies the configuration again on SIGHUP.
+    pub async fn run(mut self, config_path: std::path::PathBuf) -> anyhow::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut events = self.speaker.subscribe();
+        let mut repair = tokio::time::interval(REPAIR_INTERVAL);
+        repair.tick().await;
+        let restart_deadline = tokio::time::sleep(self.config.graceful_restart_time.0);
+        tokio::pin!(restart_deadline);
+        loop {
+            tokio::select! {
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+                _ = hangup.recv() => {
+                    match Config::load(&config_path) {
+                        Ok(config) => self.reload(config).await,
+                        Err(error) => warn!(%error, "configuration not reloaded"),
+                    }
+                }
+                () = &mut restart_deadline, if !self.swept => self.sweep().await,
+                _ = repair.tick() => self.repair().await,
+                notice = events.next() => {
+                    let Some(notice) = notice else { break };
+                    let mut batch = Vec::new();
+                    self.collect(notice, &mut batch);
+                    // Take whatever else is ready, to program the kernel in one batch.
+                    while let Ok(Some(notice)) = tokio::time::timeout(Duration::ZERO, events.next()).await {
+                        self.collect(notice, &mut batch);
+                        if batch.len() > 50_000 {
+                            break;
+                        }
+                    }
+                    self.program(batch).await;
+                    if self.awaiting_eor.is_empty() && !self.swept {
+                        self.sweep().await;
+                    }
+                }
+            }
+        }
+        info!("stopping: sessions close without a Cease and kernel routes stay (graceful restart)");
+        let _ = self.speaker.shutdown(true).await;
+        Ok(())
+    }
+
+    fn collect(&mut self, notice: Notice, batch: &mut Vec<(IpNetwork, Option<RouteEntry>)>) {
+        match notice {
+            Notice::Event(SpeakerEvent::BestPath {
+                prefix,
+                best,
+                sources,
+            }) => {
+                batch.push((
+                    prefix,
+                    best.map(|best| RouteEntry {
+                        prefix,
+                        best,
+                        sources,
+                    }),
+                ));
+            }
+            Notice::Event(SpeakerEvent::EndOfRib { address, .. }) => {
+                self.awaiting_eor.remove(&address);
+            }
+            Notice::Event(SpeakerEvent::PeerState {
+                address,
+                state,
+                error,
+            }) => {
+                info!(peer = %address, state = state.as_str(), error = error.as_deref().unwrap_or(""), "peer");
+            }
+            Notice::Event(SpeakerEvent::MaxPrefixExceeded {
+                address,
+                count,
+                limit,
+            }) => {
+                warn!(peer = %address, count, limit, "peer exceeded its prefix limit");
+            }
+            Notice::Resync(entries) => {
+                let known: BTreeSet<IpNetwork> = entries.iter().map(|e| e.prefix).collect();
+                for prefix in self.learned.keys().filter(|p| !known.contains(p)) {
+                    batch.push((*prefix, None));
+                }
+                batch.extend(entries.into_iter().map(|e| (e.prefix, Some(e))));
+            }
+        }
+    }
+
+    /// Applies a new configuration: peers and blocks that changed; sessions that did not change
+    /// are left alone.
+    async fn reload(&mut self, config: Config) {
+        let Ok(peers) = desired_peers(&config) else {
+            warn!("configuration not reloaded: invalid peers");
+            return;
+        };
+        let removed_blocks: Vec<IpNetwork> = self
+            .config
+            .blocks
+            .iter()
+            .filter(|b| !config.blocks.contains(b))
+            .copied()
+            .collect();
+        for address in self.peers.keys().filter(|a| !peers.contains_key(a)) {
+            let _ = self.speaker.remove_peer(*address).await;
+        }
+        for (address, peer) in &peers {
+            if self.peers.get(address).map(|p| &p.config) != Some(&peer.config) {
+                let _ = self.speaker.add_peer(peer.config.clone()).await;
+            }
+        }
+        self.peers = peers;
+        self.config = config;
+        self.apply_blocks(&removed_blocks).await;
+        info!("configuration reloaded");
+    }
+}
