@@ -1,0 +1,285 @@
+//! Helpers for the agent's tests: namespaces, daemons and kernel routes, all removed when a
+//! test ends, even when it fails.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn require_root() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if !root {
+        assert!(
+            std::env::var("TERN_REQUIRE_ROOT").as_deref() != Ok("1"),
+            "this test needs root (TERN_REQUIRE_ROOT=1 is set)"
+        );
+        eprintln!("skipping: needs root");
+    }
+    root
+}
+
+pub fn run(args: &[&str]) -> String {
+    let output = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Namespaces and processes of the test, removed when dropped even if the test fails.
+pub struct Lab {
+    /// The namespaces to delete.
+    pub namespaces: Vec<String>,
+    /// The processes to stop.
+    pub daemons: Vec<Child>,
+    /// A scratch folder for configs and logs.
+    pub dir: PathBuf,
+}
+
+impl Lab {
+    pub fn new(names: &[&str]) -> Lab {
+        let dir = std::env::temp_dir().join(format!("tern-ternd-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut lab = Lab {
+            namespaces: Vec::new(),
+            daemons: Vec::new(),
+            dir,
+        };
+        for name in names {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+            run(&["ip", "netns", "add", name]);
+            lab.namespaces.push((*name).to_owned());
+            run(&["ip", "-n", name, "link", "set", "lo", "up"]);
+        }
+        lab
+    }
+
+    pub fn start(&mut self, ns: &str, config: &str) -> usize {
+        let path = self.dir.join(format!("{ns}.yaml"));
+        std::fs::write(&path, config).unwrap();
+        let log = std::fs::File::create(self.dir.join(format!("{ns}.log"))).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_ternd"), "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemons.push(child);
+        self.daemons.len() - 1
+    }
+
+    pub fn signal(&mut self, index: usize, signal: &str) {
+        let pid = self.daemons[index].id().to_string();
+        run(&["kill", signal, &pid]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.daemons[index].try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("ternd did not stop on {signal}");
+    }
+
+    pub fn log(&self, ns: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{ns}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in &mut self.daemons {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn routes(ns: &str) -> String {
+    run(&["ip", "-n", ns, "route", "show", "proto", "bird"])
+}
+
+pub fn wait_for_route(lab: &Lab, ns: &str, wanted: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if routes(ns).contains(wanted) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "{ns} never got {wanted:?}; it has:\n{}\nlog:\n{}",
+        routes(ns),
+        lab.log(ns)
+    );
+}
+
+impl Lab {
+    /// A veth pair straight between two namespaces (nothing appears in the host's namespace),
+    /// with an address on each end, both up.
+    pub fn link(&self, a: (&str, &str, &str), b: (&str, &str, &str)) {
+        run(&[
+            "ip", "-n", a.0, "link", "add", a.1, "type", "veth", "peer", "name", b.1, "netns", b.0,
+        ]);
+        for (ns, dev, address) in [a, b] {
+            run(&["ip", "-n", ns, "addr", "add", address, "dev", dev]);
+            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+    }
+
+    /// Starts FRR's zebra and bgpd in `ns` with `bgpd_conf`, as user frr, with a runtime folder
+    /// of their own so several FRRs can run at once.
+    pub fn start_frr(&mut self, ns: &str, bgpd_conf: &str) -> PathBuf {
+        let dir = self.dir.join(format!("frr-{ns}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("zebra.conf"), "hostname zebra\n").unwrap();
+        std::fs::write(dir.join("bgpd.conf"), bgpd_conf).unwrap();
+        run(&["chown", "-R", "frr:frr", dir.to_str().unwrap()]);
+        for daemon in ["zebra", "bgpd"] {
+            let d = dir.to_str().unwrap();
+            let child = Command::new("ip")
+                .args(["netns", "exec", ns, &format!("/usr/lib/frr/{daemon}")])
+                .args([
+                    "-f",
+                    &format!("{d}/{daemon}.conf"),
+                    "-i",
+                    &format!("{d}/{daemon}.pid"),
+                ])
+                .args([
+                    "-z",
+                    &format!("{d}/zserv.api"),
+                    "--vty_socket",
+                    d,
+                    "-P",
+                    "0",
+                ])
+                .args(["--log", &format!("file:{d}/{daemon}.log")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            self.daemons.push(child);
+            if daemon == "zebra" {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !dir.join("zserv.api").exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        dir
+    }
+
+    /// Enables forwarding in a namespace.
+    pub fn forwarding(&self, ns: &str) {
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+    }
+
+    /// A pod namespace behind `node`, Calico style: a /32 on eth0, default route via
+    /// 169.254.1.1 onlink, and on the node a veth with proxy ARP and a host route.
+    pub fn pod(&mut self, node: &str, pod: &str, address: &str, veth: &str) {
+        let _ = Command::new("ip").args(["netns", "del", pod]).status();
+        run(&["ip", "netns", "add", pod]);
+        self.namespaces.push(pod.to_owned());
+        run(&[
+            "ip", "-n", node, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns",
+            pod,
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            pod,
+            "addr",
+            "add",
+            &format!("{address}/32"),
+            "dev",
+            "eth0",
+        ]);
+        run(&["ip", "-n", pod, "link", "set", "eth0", "up"]);
+        run(&["ip", "-n", pod, "link", "set", "lo", "up"]);
+        run(&[
+            "ip",
+            "-n",
+            pod,
+            "route",
+            "add",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+            "scope",
+            "link",
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            pod,
+            "route",
+            "add",
+            "default",
+            "via",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+        ]);
+        run(&["ip", "-n", node, "link", "set", veth, "up"]);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            node,
+            "sysctl",
+            "-qw",
+            &format!("net.ipv4.conf.{veth}.proxy_arp=1"),
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            node,
+            "route",
+            "add",
+            &format!("{address}/32"),
+            "dev",
+            veth,
+            "scope",
+            "link",
+        ]);
+    }
+}
+
+/// Asks an FRR started with [`Lab::start_frr`] something through vtysh.
+pub fn vtysh(dir: &std::path::Path, command: &str) -> String {
+    let output = Command::new("vtysh")
+        .args(["--vty_socket", dir.to_str().unwrap(), "-c", command])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Polls `check` every 100 ms until it holds or `seconds` pass.
+pub fn eventually(seconds: u64, what: &str, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(why) if Instant::now() >= deadline => panic!("{what}: {why}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
