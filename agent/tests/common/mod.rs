@@ -87,6 +87,12 @@ impl Lab {
         panic!("ternd did not stop on {signal}");
     }
 
+    /// Sends a signal to a daemon that keeps running (SIGHUP).
+    pub fn signal_running(&self, index: usize, signal: &str) {
+        let pid = self.daemons[index].id().to_string();
+        run(&["kill", signal, &pid]);
+    }
+
     pub fn log(&self, ns: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("{ns}.log"))).unwrap_or_default()
     }
@@ -282,4 +288,67 @@ pub fn eventually(seconds: u64, what: &str, mut check: impl FnMut() -> Result<()
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
+}
+
+impl Lab {
+    /// A Linux bridge in a namespace of its own: one L2 segment for several nodes.
+    pub fn bridge(&mut self, ns: &str) {
+        let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        run(&["ip", "netns", "add", ns]);
+        self.namespaces.push(ns.to_owned());
+        run(&["ip", "-n", ns, "link", "add", "br0", "type", "bridge"]);
+        run(&["ip", "-n", ns, "link", "set", "br0", "up"]);
+    }
+
+    /// Plugs `node`'s interface `dev` (with `address`) into the bridge in `switch`.
+    pub fn plug(&self, node: &str, dev: &str, address: &str, switch: &str, port: &str) {
+        run(&[
+            "ip", "-n", node, "link", "add", dev, "type", "veth", "peer", "name", port, "netns",
+            switch,
+        ]);
+        run(&["ip", "-n", node, "addr", "add", address, "dev", dev]);
+        run(&["ip", "-n", node, "link", "set", dev, "up"]);
+        run(&["ip", "-n", switch, "link", "set", port, "master", "br0"]);
+        run(&["ip", "-n", switch, "link", "set", port, "up"]);
+    }
+}
+
+/// Starts `ping` from `ns` in the background: every `interval` seconds for `seconds`.
+pub fn ping_in_background(ns: &str, target: &str, interval: &str, seconds: u32) -> Child {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "ping",
+            "-n",
+            "-q",
+            "-i",
+            interval,
+            "-w",
+            &seconds.to_string(),
+            target,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a background ping and returns (sent, received).
+pub fn ping_result(child: Child) -> (u64, u64) {
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_default();
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    (
+        numbers.first().copied().unwrap_or(0),
+        numbers.get(1).copied().unwrap_or(0),
+    )
 }
