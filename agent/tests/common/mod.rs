@@ -352,3 +352,93 @@ pub fn ping_result(child: Child) -> (u64, u64) {
         numbers.get(1).copied().unwrap_or(0),
     )
 }
+
+impl Lab {
+    /// Starts BIRD 2 in `ns` with `conf`; returns its control socket.
+    pub fn start_bird(&mut self, ns: &str, conf: &str) -> PathBuf {
+        let dir = self.dir.join(format!("bird-{ns}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf_path = dir.join("bird.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let socket = dir.join("bird.ctl");
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "bird", "-f", "-c"])
+            .arg(&conf_path)
+            .arg("-s")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("bird.log")).unwrap())
+            .spawn()
+            .unwrap();
+        self.daemons.push(child);
+        socket
+    }
+
+    /// Starts GoBGP in `ns` with a TOML `conf`; its API listens inside the namespace only.
+    pub fn start_gobgp(&mut self, ns: &str, conf: &str) {
+        let dir = self.dir.join(format!("gobgp-{ns}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf_path = dir.join("gobgpd.toml");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "gobgpd",
+                "-p",
+                "--api-hosts",
+                "127.0.0.1:50051",
+                "-f",
+            ])
+            .arg(&conf_path)
+            .stdout(std::fs::File::create(dir.join("gobgpd.log")).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.daemons.push(child);
+    }
+}
+
+/// Asks BIRD something through birdc.
+pub fn birdc(socket: &std::path::Path, command: &str) -> String {
+    let output = Command::new("birdc")
+        .arg("-s")
+        .arg(socket)
+        .args(command.split_whitespace())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs the gobgp client inside `ns`.
+pub fn gobgp(ns: &str, args: &str) -> String {
+    let output = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "gobgp",
+            "-u",
+            "127.0.0.1",
+            "-p",
+            "50051",
+        ])
+        .args(args.split_whitespace())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+/// Runs `f` on a thread inside `ns` with a tokio runtime of its own, so sockets it opens (the
+/// in-process speaker's) live in that namespace.
+pub fn inside<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(path).unwrap();
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        f()
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
