@@ -442,3 +442,48 @@ pub fn inside<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'stati
     .join()
     .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
+
+impl Lab {
+    /// A veth pair straight between two namespaces, up, without addresses.
+    pub fn veth(&self, a: &str, a_dev: &str, b: &str, b_dev: &str) {
+        run(&[
+            "ip", "-n", a, "link", "add", a_dev, "type", "veth", "peer", "name", b_dev, "netns", b,
+        ]);
+        run(&["ip", "-n", a, "link", "set", a_dev, "up"]);
+        run(&["ip", "-n", b, "link", "set", b_dev, "up"]);
+    }
+}
+
+/// Kills FRR's bgpd started by [`Lab::start_frr`] in `dir` with SIGKILL (a crash: no NOTIFICATION).
+pub fn kill_bgpd(dir: &std::path::Path) {
+    let pid = std::fs::read_to_string(dir.join("bgpd.pid")).unwrap();
+    run(&["kill", "-KILL", pid.trim()]);
+}
+
+/// Starts bgpd again in `ns` from `dir` with a new configuration; it is not tracked by a [`Lab`],
+/// so it is ended by PID with [`kill_bgpd`].
+pub fn restart_bgpd(ns: &str, dir: &std::path::Path, conf: &str) {
+    std::fs::write(dir.join("bgpd.conf"), conf).unwrap();
+    let d = dir.to_str().unwrap();
+    run(&["chown", "-R", "frr:frr", d]);
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "/usr/lib/frr/bgpd",
+        "-d",
+        "-f",
+        &format!("{d}/bgpd.conf"),
+        "-i",
+        &format!("{d}/bgpd.pid"),
+        "-z",
+        &format!("{d}/zserv.api"),
+        "--vty_socket",
+        d,
+        "-P",
+        "0",
+        "--log",
+        &format!("file:{d}/bgpd.log"),
+    ]);
+}

@@ -1,4 +1,4 @@
-//! The BGP-4 wire codec: let length: [u8; 2] = bytes.get(16..18).and_then(|f| f.try_into().ok()).unwrap_or([0, 0]);raming, decoding and encoding of every message tern exchanges.
+//! The BGP-4 wire codec: framing, decoding and encoding of every message tern exchanges.
 //!
 //! Implements RFC 4271 (messages and error handling), RFC 5492 (capabilities), RFC 4760
 //! (multiprotocol), RFC 2545 and RFC 8950 (IPv6 next hops), RFC 6793 (4-octet AS), RFC 2918 and
