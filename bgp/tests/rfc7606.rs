@@ -809,3 +809,41 @@ fn next_hop_is_kept_exactly() {
         Some(Ipv4Addr::new(192, 0, 2, 1))
     );
 }
+
+#[test]
+fn as_0_in_as_path_is_treat_as_withdraw_per_rfc_7607() {
+    treat_as_withdraw_case(
+        &format!("{ORIGIN} 40 02 0a 02 02 0000fde9 00000000 {NEXT_HOP}"),
+        update_subcode::MALFORMED_AS_PATH,
+    );
+}
+
+#[test]
+fn as_0_in_aggregator_or_as4_path_is_discarded_per_rfc_7607() {
+    let attributes = format!("{ORIGIN} {AS_PATH} {NEXT_HOP} c0 07 08 00000000 0a000001");
+    let update = decode_ok(&update_bytes(&attributes, NLRI), &four_octet());
+    assert_single_error(
+        &update,
+        Outcome::AttributeDiscard,
+        update_subcode::OPTIONAL_ATTRIBUTE_ERROR,
+    );
+    assert_eq!(update.attributes.aggregator, None);
+    let two_octet = "40 01 01 00 40 02 04 02 01 5ba0 40 03 04 c0000201 c0 11 06 02 01 00000000";
+    let update = decode_ok(&update_bytes(two_octet, NLRI), &Context::default());
+    assert_single_error(
+        &update,
+        Outcome::AttributeDiscard,
+        update_subcode::OPTIONAL_ATTRIBUTE_ERROR,
+    );
+}
+
+#[test]
+fn an_open_from_as_0_is_bad_peer_as_per_rfc_7607() {
+    decode_err(
+        &message(1, "04 0000 005a 0a000001 00"),
+        &Context::default(),
+        Outcome::SessionReset,
+        code::OPEN_MESSAGE,
+        open_subcode::BAD_PEER_AS,
+    );
+}

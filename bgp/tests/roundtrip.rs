@@ -72,7 +72,7 @@ fn unicast_ipv4() -> impl Strategy<Value = Ipv4Addr> {
 }
 
 fn segment(max_asn: u32, types: Vec<SegmentType>) -> impl Strategy<Value = AsSegment> {
-    (proptest::sample::select(types), vec(0..=max_asn, 1..12))
+    (proptest::sample::select(types), vec(1..=max_asn, 1..12))
         .prop_map(|(segment_type, asns)| AsSegment { segment_type, asns })
 }
 
@@ -112,7 +112,7 @@ fn attributes(external: bool) -> impl Strategy<Value = PathAttributes> {
             option::of(any::<u32>()),
             option::of(any::<u32>()),
             any::<bool>(),
-            option::of((any::<u32>(), any::<u32>())),
+            option::of((1u32.., any::<u32>())),
         ),
         (
             vec(any::<u32>(), 0..5),
@@ -263,7 +263,7 @@ fn capability() -> impl Strategy<Value = Capability> {
         Just(Capability::RouteRefresh),
         Just(Capability::EnhancedRouteRefresh),
         Just(Capability::ExtendedMessage),
-        any::<u32>().prop_map(Capability::FourOctetAs),
+        (1u32..).prop_map(Capability::FourOctetAs),
         (
             any::<bool>(),
             any::<bool>(),
@@ -336,7 +336,8 @@ fn capability() -> impl Strategy<Value = Capability> {
 
 fn open() -> impl Strategy<Value = Open> {
     (
-        any::<u16>(),
+        // AS 0 is refused (RFC 7607).
+        1u16..,
         prop_oneof![Just(0u16), 3u16..],
         1u32..,
         vec(capability(), 0..12),

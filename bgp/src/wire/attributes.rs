@@ -201,7 +201,11 @@ impl AsPath {
                 } else {
                     b.u16().map(u32::from)
                 };
-                asns.push(asn.ok_or("segment overruns the attribute")?);
+                let asn = asn.ok_or("segment overruns the attribute")?;
+                if asn == 0 {
+                    return Err("AS 0 is reserved (RFC 7607)");
+                }
+                asns.push(asn);
             }
             segments.push(AsSegment { segment_type, asns });
         }
@@ -620,9 +624,18 @@ pub(crate) fn decode(
                 Ok(())
             }
             at::ATOMIC_AGGREGATE => Err(bad_length()),
-            at::AGGREGATOR => decode_aggregator(value, context.four_octet_as)
-                .map(|aggregator| attrs.aggregator = Some(aggregator))
-                .ok_or_else(bad_length),
+            at::AGGREGATOR => match decode_aggregator(value, context.four_octet_as) {
+                // RFC 7607: AS 0 in AGGREGATOR means attribute discard.
+                Some(aggregator) if aggregator.asn == 0 => Err(fail(
+                    Reason::MalformedAsPath("AS 0 in AGGREGATOR (RFC 7607)"),
+                    update_subcode::OPTIONAL_ATTRIBUTE_ERROR,
+                )),
+                Some(aggregator) => {
+                    attrs.aggregator = Some(aggregator);
+                    Ok(())
+                }
+                None => Err(bad_length()),
+            },
             at::COMMUNITIES => decode_list(value, |c| Community(u32::from_be_bytes(c)))
                 .map(|list| attrs.communities = list)
                 .ok_or_else(bad_length),
@@ -673,9 +686,17 @@ pub(crate) fn decode(
                     update_subcode::OPTIONAL_ATTRIBUTE_ERROR,
                 )),
             },
-            at::AS4_AGGREGATOR => decode_aggregator(value, true)
-                .map(|aggregator| as4_aggregator = Some(aggregator))
-                .ok_or_else(bad_length),
+            at::AS4_AGGREGATOR => match decode_aggregator(value, true) {
+                Some(aggregator) if aggregator.asn == 0 => Err(fail(
+                    Reason::MalformedAsPath("AS 0 in AS4_AGGREGATOR (RFC 7607)"),
+                    update_subcode::OPTIONAL_ATTRIBUTE_ERROR,
+                )),
+                Some(aggregator) => {
+                    as4_aggregator = Some(aggregator);
+                    Ok(())
+                }
+                None => Err(bad_length()),
+            },
             at::LARGE_COMMUNITIES => decode_list(value, |c: [u8; 12]| {
                 let [a, b, c, d, e, f, g, h, i, j, k, l] = c;
                 LargeCommunity {

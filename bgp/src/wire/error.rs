@@ -147,6 +147,9 @@ pub enum Reason {
     /// The OPEN carries a hold time of 1 or 2 seconds.
     #[error("unacceptable hold time {0}: it must be 0 or at least 3 seconds")]
     UnacceptableHoldTime(u16),
+    /// The OPEN carries a reserved AS (0, RFC 7607).
+    #[error("peer AS {0} is reserved (RFC 7607)")]
+    BadPeerAs(u32),
     /// The OPEN carries BGP identifier 0.0.0.0.
     #[error("BGP identifier 0.0.0.0 is not valid")]
     BadBgpIdentifier,

@@ -160,12 +160,21 @@ impl Open {
             }
             Capability::decode_all(value, &mut capabilities)?;
         }
-        Ok(Open {
+        let open = Open {
             my_as,
             hold_time,
             bgp_identifier,
             capabilities,
-        })
+        };
+        // RFC 7607: AS 0 is never a peer's AS.
+        if open.asn() == 0 {
+            return Err(Error::open(
+                Reason::BadPeerAs(0),
+                open_subcode::BAD_PEER_AS,
+                my_as.to_be_bytes(),
+            ));
+        }
+        Ok(open)
     }
 
     /// Encodes the body. All capabilities go into one optional parameter; the RFC 9072 format is
