@@ -5,8 +5,7 @@
 //! next hop are interned and shared by every route that carries them, and a prefix with a single
 //! path stores it inline with no allocation of its own.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -153,16 +152,17 @@ pub struct PeerInfo {
     pub address: IpAddr,
 }
 
-/// A table keyed by prefix, split by family so IPv4 keys stay small.
+/// A table keyed by prefix, split by family so IPv4 keys stay small, and ordered so that listings
+/// page through it without sorting or copying the whole table.
 #[derive(Debug)]
 struct Map<K> {
-    entries: HashMap<K, Entry>,
+    entries: BTreeMap<K, Entry>,
 }
 
 impl<K> Default for Map<K> {
     fn default() -> Self {
         Map {
-            entries: HashMap::new(),
+            entries: BTreeMap::new(),
         }
     }
 }
@@ -244,6 +244,41 @@ impl Table {
             IpNetwork::V6(net) => self.v6.entries.get(&net),
         };
         entry.map_or(&[], |e| e.paths.as_slice())
+    }
+
+    /// Up to `limit` prefixes after `after` (all IPv4 before IPv6), each with its ECMP set.
+    pub fn page(&self, after: Option<IpNetwork>, limit: usize) -> Vec<(IpNetwork, Vec<Path>)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let ecmp = |entry: &Entry| entry.paths.as_slice()[..usize::from(entry.multipath)].to_vec();
+        let v4_start = match after {
+            None => Unbounded,
+            Some(IpNetwork::V4(net)) => Excluded(net),
+            Some(IpNetwork::V6(_)) => {
+                return self
+                    .v6
+                    .entries
+                    .range((v6_bound(after), Unbounded))
+                    .take(limit)
+                    .map(|(n, e)| (IpNetwork::V6(*n), ecmp(e)))
+                    .collect();
+            }
+        };
+        let mut out: Vec<(IpNetwork, Vec<Path>)> = self
+            .v4
+            .entries
+            .range((v4_start, Unbounded))
+            .take(limit)
+            .map(|(n, e)| (IpNetwork::V4(*n), ecmp(e)))
+            .collect();
+        let rest = limit - out.len();
+        out.extend(
+            self.v6
+                .entries
+                .iter()
+                .take(rest)
+                .map(|(n, e)| (IpNetwork::V6(*n), ecmp(e))),
+        );
+        out
     }
 
     /// Calls `f` for each prefix with its ECMP set.
@@ -365,6 +400,13 @@ impl Table {
     }
 }
 
+fn v6_bound(after: Option<IpNetwork>) -> std::ops::Bound<Ipv6Network> {
+    match after {
+        Some(IpNetwork::V6(net)) => std::ops::Bound::Excluded(net),
+        _ => std::ops::Bound::Unbounded,
+    }
+}
+
 fn best_of(entry: &Entry) -> Best {
     Best {
         paths: entry.paths.as_slice()[..usize::from(entry.multipath)].to_vec(),
@@ -446,7 +488,7 @@ fn summary(entry: &Entry) -> (Vec<(PeerId, u32, *const RouteAttributes)>, Reason
     )
 }
 
-fn upsert<K: Hash + Eq + Copy>(
+fn upsert<K: Ord + Copy>(
     map: &mut Map<K>,
     key: K,
     path: Path,
@@ -499,7 +541,7 @@ fn upsert<K: Hash + Eq + Copy>(
     Edit { change, count }
 }
 
-fn remove_where<K: Hash + Eq + Copy>(
+fn remove_where<K: Ord + Copy>(
     map: &mut Map<K>,
     key: K,
     matches: impl Fn(&Path) -> bool,
@@ -727,5 +769,42 @@ mod tests {
     #[test]
     fn a_path_is_sixteen_octets() {
         assert_eq!(size_of::<Path>(), 16);
+    }
+
+    #[test]
+    fn pages_walk_every_prefix_in_order_ipv4_first() {
+        let mut interner = Interner::default();
+        let mut table = table();
+        let prefixes = [
+            "10.2.0.0/24",
+            "10.1.0.0/24",
+            "2001:db8::/48",
+            "10.1.0.0/16",
+            "::/0",
+        ];
+        for p in prefixes {
+            table.insert(p.parse().unwrap(), path(&mut interner, 1, &[1], 1));
+        }
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = table.page(after, 2);
+            let Some(last) = page.last() else { break };
+            after = Some(last.0);
+            seen.extend(page.into_iter().map(|(p, paths)| {
+                assert_eq!(paths.len(), 1);
+                p.to_string()
+            }));
+        }
+        assert_eq!(
+            seen,
+            [
+                "10.1.0.0/16",
+                "10.1.0.0/24",
+                "10.2.0.0/24",
+                "::/0",
+                "2001:db8::/48"
+            ]
+        );
     }
 }

@@ -437,15 +437,10 @@ impl Runtime {
     }
 
     fn page(&self, after: Option<IpNetwork>, limit: usize) -> Vec<RouteEntry> {
-        let mut all: Vec<(IpNetwork, Vec<crate::rib::table::Path>)> = Vec::new();
-        self.core.table().for_each_best(|prefix, paths| {
-            if after.is_none_or(|a| prefix > a) {
-                all.push((prefix, paths.to_vec()));
-            }
-        });
-        all.sort_by_key(|entry| entry.0);
-        all.truncate(limit);
-        all.into_iter()
+        self.core
+            .table()
+            .page(after, limit)
+            .into_iter()
             .map(|(prefix, paths)| {
                 let sources = paths
                     .iter()
