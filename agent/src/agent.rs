@@ -19,9 +19,12 @@ use tern_bgp::speaker::config::{Filter, PeerConfig, PrefixRange, SpeakerConfig};
 use tern_bgp::speaker::core::SpeakerEvent;
 use tern_bgp::speaker::runtime::{Notice, RouteEntry, Speaker};
 use tern_bgp::wire::{Community, NextHop as BgpNextHop};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::config::{CommunityValue, Config, SourceAddress, parse_peer_ip};
+use crate::config::{
+    BlockError, BlockErrorKind, CommunityValue, Config, SourceAddress, parse_peer_ip,
+};
 use crate::routes::{KernelRoute, NextHop, Programmer, RouteKind, RouteTag};
 
 /// How often the kernel is compared with what it should hold.
@@ -153,8 +156,71 @@ fn communities(config: &Config, prefix: IpNetwork) -> Vec<Community> {
         .collect()
 }
 
+/// Where a block came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BlockSource {
+    /// The configuration file.
+    Config,
+    /// The control API (kept in the state file).
+    Api,
+}
+
+/// What the agent reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentStatus {
+    /// The node's name.
+    pub node: String,
+    /// The BGP router id.
+    pub router_id: std::net::Ipv4Addr,
+    /// Our AS.
+    pub asn: u32,
+    /// When the agent started.
+    pub started: std::time::SystemTime,
+    /// Every peer sent its End-of-RIB (or the restart time passed) and stale routes were swept.
+    pub ready: bool,
+    /// How many learned routes are in the kernel.
+    pub kernel_routes: usize,
+}
+
+/// Requests the control API sends the agent's loop.
+#[derive(Debug)]
+pub enum Command {
+    /// Add a block (idempotent); answers whether anything changed.
+    AddBlock(IpNetwork, oneshot::Sender<Result<bool, BlockError>>),
+    /// Remove an API block (idempotent); answers whether anything changed.
+    RemoveBlock(IpNetwork, oneshot::Sender<Result<bool, BlockError>>),
+    /// Make the API blocks exactly these.
+    SetBlocks(Vec<IpNetwork>, oneshot::Sender<Result<(), BlockError>>),
+    /// Every block with its source.
+    ListBlocks(oneshot::Sender<Vec<(IpNetwork, BlockSource)>>),
+    /// The agent's status.
+    Status(oneshot::Sender<AgentStatus>),
+    /// Whether each of these prefixes has a learned route in the kernel.
+    Installed(Vec<IpNetwork>, oneshot::Sender<Vec<bool>>),
+}
+
+/// A handle for the control API: commands for the agent and the speaker itself.
+#[derive(Debug, Clone)]
+pub struct AgentHandle {
+    /// Commands to the agent's loop.
+    pub commands: mpsc::Sender<Command>,
+    /// The speaker, for peers, routes and events.
+    pub speaker: Speaker,
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct State {
+    #[serde(default)]
+    blocks: Vec<IpNetwork>,
+}
+
 /// The running agent's state.
 pub struct Agent {
+    /// Blocks added through the API.
+    api_blocks: BTreeSet<IpNetwork>,
+    commands: mpsc::Receiver<Command>,
+    handle: AgentHandle,
+    started: std::time::SystemTime,
     config: Config,
     speaker: Speaker,
     programmer: Programmer,
@@ -197,7 +263,17 @@ impl Agent {
                 "adopted kernel routes from an earlier run as stale"
             );
         }
+        let api_blocks = load_state(&config);
+        let (commands_tx, commands) = mpsc::channel(64);
+        let handle = AgentHandle {
+            commands: commands_tx,
+            speaker: speaker.clone(),
+        };
         let mut agent = Agent {
+            api_blocks,
+            commands,
+            handle,
+            started: std::time::SystemTime::now(),
             config,
             speaker,
             programmer,
@@ -214,9 +290,128 @@ impl Agent {
         Ok(agent)
     }
 
-    /// Our blocks, from the configuration.
+    /// A handle for the control API.
+    pub fn handle(&self) -> AgentHandle {
+        self.handle.clone()
+    }
+
+    /// Our blocks: from the configuration and from the API.
     fn blocks(&self) -> Vec<IpNetwork> {
-        self.config.blocks.clone()
+        let mut all = self.config.blocks.clone();
+        all.extend(
+            self.api_blocks
+                .iter()
+                .filter(|b| !self.config.blocks.contains(b)),
+        );
+        all
+    }
+
+    fn save_state(&self) {
+        let state = State {
+            blocks: self.api_blocks.iter().copied().collect(),
+        };
+        if let Err(error) = write_atomically(&self.config.state_file, &state) {
+            warn!(file = %self.config.state_file.display(), %error, "cannot save the API blocks");
+        }
+    }
+
+    async fn command(&mut self, command: Command) {
+        match command {
+            Command::AddBlock(block, reply) => {
+                let result = self.add_block(block).await;
+                let _ = reply.send(result);
+            }
+            Command::RemoveBlock(block, reply) => {
+                let result = if self.config.blocks.contains(&block) {
+                    Err(BlockError {
+                        kind: BlockErrorKind::Precondition,
+                        message: format!(
+                            "{block} comes from the configuration file: remove it there"
+                        ),
+                    })
+                } else if self.api_blocks.remove(&block) {
+                    self.save_state();
+                    self.apply_blocks(&[block]).await;
+                    Ok(true)
+                } else {
+                    Ok(false)
+                };
+                let _ = reply.send(result);
+            }
+            Command::SetBlocks(blocks, reply) => {
+                let result = self.set_blocks(blocks).await;
+                let _ = reply.send(result);
+            }
+            Command::ListBlocks(reply) => {
+                let mut list: Vec<(IpNetwork, BlockSource)> = self
+                    .config
+                    .blocks
+                    .iter()
+                    .map(|b| (*b, BlockSource::Config))
+                    .collect();
+                list.extend(
+                    self.api_blocks
+                        .iter()
+                        .filter(|b| !self.config.blocks.contains(b))
+                        .map(|b| (*b, BlockSource::Api)),
+                );
+                list.sort();
+                let _ = reply.send(list);
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(AgentStatus {
+                    node: self.config.node_name.clone(),
+                    router_id: self
+                        .config
+                        .router_id()
+                        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                    asn: self.config.as_number,
+                    started: self.started,
+                    ready: self.swept,
+                    kernel_routes: self.learned.len(),
+                });
+            }
+            Command::Installed(prefixes, reply) => {
+                let _ = reply.send(
+                    prefixes
+                        .iter()
+                        .map(|p| self.learned.contains_key(p))
+                        .collect(),
+                );
+            }
+        }
+    }
+
+    async fn add_block(&mut self, block: IpNetwork) -> Result<bool, BlockError> {
+        let blocks = self.blocks();
+        if blocks.contains(&block) {
+            return Ok(false);
+        }
+        self.config.check_block(block, &blocks)?;
+        self.api_blocks.insert(block);
+        self.save_state();
+        self.apply_blocks(&[]).await;
+        Ok(true)
+    }
+
+    async fn set_blocks(&mut self, wanted: Vec<IpNetwork>) -> Result<(), BlockError> {
+        // Check the whole set first: a refused call changes nothing.
+        let mut all = self.config.blocks.clone();
+        for block in &wanted {
+            if !all.contains(block) {
+                self.config.check_block(*block, &all)?;
+                all.push(*block);
+            }
+        }
+        let wanted: BTreeSet<IpNetwork> = wanted
+            .into_iter()
+            .filter(|b| !self.config.blocks.contains(b))
+            .collect();
+        let removed: Vec<IpNetwork> = self.api_blocks.difference(&wanted).copied().collect();
+        self.api_blocks = wanted;
+        self.save_state();
+        self.apply_blocks(&removed).await;
+        Ok(())
     }
 
     /// Installs blackholes for our blocks and originates them; withdraws `removed` ones.
@@ -424,6 +619,7 @@ impl Agent {
                 }
                 () = &mut restart_deadline, if !self.swept => self.sweep().await,
                 _ = repair.tick() => self.repair().await,
+                Some(command) = self.commands.recv() => self.command(command).await,
                 notice = events.next() => {
                     let Some(notice) = notice else { break };
                     let mut batch = Vec::new();
@@ -517,4 +713,58 @@ impl Agent {
         self.apply_blocks(&removed_blocks).await;
         info!("configuration reloaded");
     }
+}
+
+/// Reads the API blocks kept from an earlier run; invalid ones are dropped with a warning.
+fn load_state(config: &Config) -> BTreeSet<IpNetwork> {
+    let text = match std::fs::read_to_string(&config.state_file) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return BTreeSet::new(),
+        Err(error) => {
+            warn!(file = %config.state_file.display(), %error, "cannot read the state file");
+            return BTreeSet::new();
+        }
+    };
+    let state: State = match serde_yaml::from_str(&text) {
+        Ok(state) => state,
+        Err(error) => {
+            warn!(file = %config.state_file.display(), %error, "ignoring an unreadable state file");
+            return BTreeSet::new();
+        }
+    };
+    let mut kept: Vec<IpNetwork> = config.blocks.clone();
+    let mut blocks = BTreeSet::new();
+    for block in state.blocks {
+        match config.check_block(block, &kept) {
+            Ok(()) => {
+                kept.push(block);
+                blocks.insert(block);
+            }
+            Err(error) => warn!(%block, %error, "dropping a saved block"),
+        }
+    }
+    if !blocks.is_empty() {
+        info!(
+            blocks = blocks.len(),
+            "restored blocks added through the API"
+        );
+    }
+    blocks
+}
+
+/// Writes `state` to a temporary file beside `path` and renames it into place, so a crash never
+/// leaves half a file.
+fn write_atomically(path: &std::path::Path, state: &State) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text = serde_yaml::to_string(state).map_err(std::io::Error::other)?;
+    let temporary = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temporary, path)
 }

@@ -226,6 +226,12 @@ pub struct Config {
     /// The graceful restart time we advertise.
     #[serde(default = "default_restart_time")]
     pub graceful_restart_time: Seconds,
+    /// Where blocks added through the API are kept across restarts.
+    #[serde(default = "default_state_file")]
+    pub state_file: PathBuf,
+    /// The control API's unix socket (mode 0600).
+    #[serde(default = "default_api_socket")]
+    pub api_socket: PathBuf,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -367,6 +373,12 @@ fn yes() -> bool {
 fn default_route_table() -> u32 {
     254
 }
+fn default_state_file() -> PathBuf {
+    PathBuf::from("/var/lib/tern/state.yaml")
+}
+fn default_api_socket() -> PathBuf {
+    PathBuf::from("/var/run/tern/tern.sock")
+}
 fn default_restart_time() -> Seconds {
     Seconds(Duration::from_secs(120))
 }
@@ -497,44 +509,8 @@ impl Config {
             }
         }
         for (i, block) in self.blocks.iter().enumerate() {
-            if block.ip() != block.network() {
-                return Err(invalid(
-                    format!("blocks[{i}]"),
-                    format!(
-                        "{block} has host bits set: write {}/{}",
-                        block.network(),
-                        block.prefix()
-                    ),
-                ));
-            }
-            let Some(pool) = self
-                .ip_pools
-                .iter()
-                .find(|p| p.cidr.contains(block.network()) && block.prefix() >= p.cidr.prefix())
-            else {
-                return Err(invalid(
-                    format!("blocks[{i}]"),
-                    format!("{block} is inside no IP pool"),
-                ));
-            };
-            let single = if block.is_ipv4() { 32 } else { 128 };
-            if block.prefix() != pool.block_size() && block.prefix() != single {
-                return Err(invalid(
-                    format!("blocks[{i}]"),
-                    format!(
-                        "{block} must be a /{} block of pool {} (or a single address)",
-                        pool.block_size(),
-                        pool.cidr
-                    ),
-                ));
-            }
-            for (j, other) in self.blocks.iter().enumerate().take(i) {
-                if overlaps(*block, *other) {
-                    return Err(invalid(
-                        format!("blocks[{i}]"),
-                        format!("{block} overlaps blocks[{j}] {other}"),
-                    ));
-                }
+            if let Err(error) = self.check_block(*block, &self.blocks[..i]) {
+                return Err(invalid(format!("blocks[{i}]"), error.message));
             }
         }
         for (i, advertisement) in self.prefix_advertisements.iter().enumerate() {
@@ -569,6 +545,59 @@ impl Config {
         Ok(())
     }
 
+    /// Checks that `block` may be one of this node's blocks beside `others`: aligned, inside an
+    /// enabled pool, of the pool's block size or a single borrowed address, overlapping none.
+    pub fn check_block(&self, block: IpNetwork, others: &[IpNetwork]) -> Result<(), BlockError> {
+        let refuse = |kind, message: String| Err(BlockError { kind, message });
+        if block.ip() != block.network() {
+            return refuse(
+                BlockErrorKind::Invalid,
+                format!(
+                    "{block} has host bits set: write {}/{}",
+                    block.network(),
+                    block.prefix()
+                ),
+            );
+        }
+        let Some(pool) = self
+            .ip_pools
+            .iter()
+            .find(|p| p.cidr.contains(block.network()) && block.prefix() >= p.cidr.prefix())
+        else {
+            return refuse(
+                BlockErrorKind::Precondition,
+                format!("{block} is inside no IP pool"),
+            );
+        };
+        if pool.disabled {
+            return refuse(
+                BlockErrorKind::Precondition,
+                format!(
+                    "pool {} is disabled: enable it before adding blocks",
+                    pool.cidr
+                ),
+            );
+        }
+        let single = if block.is_ipv4() { 32 } else { 128 };
+        if block.prefix() != pool.block_size() && block.prefix() != single {
+            return refuse(
+                BlockErrorKind::Invalid,
+                format!(
+                    "{block} must be a /{} block of pool {} (or a single address)",
+                    pool.block_size(),
+                    pool.cidr
+                ),
+            );
+        }
+        if let Some(other) = others.iter().find(|o| **o != block && overlaps(block, **o)) {
+            return refuse(
+                BlockErrorKind::Conflict,
+                format!("{block} overlaps block {other}"),
+            );
+        }
+        Ok(())
+    }
+
     /// The communities to attach to an advertised prefix (Calico's prefixAdvertisements).
     pub fn communities_for(&self, prefix: IpNetwork) -> Vec<CommunityValue> {
         let mut out = Vec::new();
@@ -591,6 +620,27 @@ impl Config {
         }
         out
     }
+}
+
+/// Why a block was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockErrorKind {
+    /// The block itself is malformed (gRPC INVALID_ARGUMENT).
+    Invalid,
+    /// The pools do not allow it (gRPC FAILED_PRECONDITION).
+    Precondition,
+    /// It overlaps another block (gRPC ALREADY_EXISTS).
+    Conflict,
+}
+
+/// A refused block, with what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BlockError {
+    /// The kind, for the API's status code.
+    pub kind: BlockErrorKind,
+    /// What is wrong and how to fix it.
+    pub message: String,
 }
 
 /// Parses Calico's peerIP: an address, optionally with a port.

@@ -143,13 +143,12 @@ fn a_three_node_mesh_routes_pods_and_restarts_without_loss() {
     converge(&blocks);
 
     // n3 gets a second block, then gives it back: every node follows.
-    let path = lab.dir.join(format!("{}.yaml", NODES[2].0));
-    std::fs::write(&path, config(2, &[NODES[2].2, "10.244.4.0/26"])).unwrap();
+    lab.write_config(NODES[2].0, &config(2, &[NODES[2].2, "10.244.4.0/26"]));
     lab.signal_running(daemons[2], "-HUP");
     let mut grown = blocks.clone();
     grown[2].push("10.244.4.0/26");
     converge(&grown);
-    std::fs::write(&path, config(2, &[NODES[2].2])).unwrap();
+    lab.write_config(NODES[2].0, &config(2, &[NODES[2].2]));
     lab.signal_running(daemons[2], "-HUP");
     converge(&blocks);
 }

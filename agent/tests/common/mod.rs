@@ -60,8 +60,7 @@ impl Lab {
     }
 
     pub fn start(&mut self, ns: &str, config: &str) -> usize {
-        let path = self.dir.join(format!("{ns}.yaml"));
-        std::fs::write(&path, config).unwrap();
+        let path = self.write_config(ns, config);
         let log = std::fs::File::create(self.dir.join(format!("{ns}.log"))).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_ternd"), "--config"])
@@ -72,6 +71,19 @@ impl Lab {
             .unwrap();
         self.daemons.push(child);
         self.daemons.len() - 1
+    }
+
+    /// Writes `ns`'s ternd configuration (`config` plus a state file and API socket inside the
+    /// test's folder, never on the host) and returns its path.
+    pub fn write_config(&self, ns: &str, config: &str) -> PathBuf {
+        let path = self.dir.join(format!("{ns}.yaml"));
+        let config = format!(
+            "{config}\nstateFile: {}\napiSocket: {}\n",
+            self.dir.join(format!("{ns}.state.yaml")).display(),
+            self.dir.join(format!("{ns}.sock")).display()
+        );
+        std::fs::write(&path, config).unwrap();
+        path
     }
 
     pub fn signal(&mut self, index: usize, signal: &str) {
