@@ -74,45 +74,90 @@ pub(crate) fn decode_field(
 ) -> Result<(), &'static str> {
     // A /24 takes 4 octets; reserving by that guess never exceeds the field's own size.
     out.reserve(field.len() / 4);
+    match (afi == Afi::IPV6, add_path) {
+        (false, false) => decode_v4::<false>(field, out),
+        (false, true) => decode_v4::<true>(field, out),
+        (true, false) => decode_v6::<false>(field, out),
+        (true, true) => decode_v6::<true>(field, out),
+    }
+}
+
+/// Reads the path identifier (with ADD-PATH) and the length octet.
+fn head<const ADD_PATH: bool>(field: &[u8]) -> Result<(Option<u32>, u8, &[u8]), &'static str> {
     let mut r = Reader::new(field);
-    while !r.is_empty() {
-        let path_id = if add_path {
-            Some(r.u32().ok_or("path identifier runs past the field")?)
-        } else {
-            None
+    let path_id = if ADD_PATH {
+        Some(r.u32().ok_or("path identifier runs past the field")?)
+    } else {
+        None
+    };
+    let length = r.u8().ok_or("prefix length runs past the field")?;
+    Ok((path_id, length, r.rest()))
+}
+
+fn decode_v4<const ADD_PATH: bool>(
+    mut field: &[u8],
+    out: &mut Vec<Nlri>,
+) -> Result<(), &'static str> {
+    while !field.is_empty() {
+        let (path_id, length, rest) = head::<ADD_PATH>(field)?;
+        if length > 32 {
+            return Err("IPv4 prefix length above 32");
+        }
+        let octets = usize::from(length).div_ceil(8);
+        if rest.len() < octets {
+            return Err("prefix runs past the field");
+        }
+        // Read four octets at once where the field allows and mask off what is not the prefix:
+        // no copy through a buffer, which would stall the load that follows it.
+        let raw = match rest.first_chunk::<4>() {
+            Some(four) => u32::from_be_bytes(*four),
+            None => rest
+                .iter()
+                .take(octets)
+                .enumerate()
+                .fold(0, |v, (i, b)| v | u32::from(*b) << (24 - 8 * i)),
         };
-        let length = r.u8().ok_or("prefix length runs past the field")?;
-        let octets = r
-            .take(usize::from(length).div_ceil(8))
-            .ok_or("prefix runs past the field")?;
-        let prefix = if afi == Afi::IPV6 {
-            if length > 128 {
-                return Err("IPv6 prefix length above 128");
-            }
-            let mut address = [0u8; 16];
-            address
-                .get_mut(..octets.len())
-                .ok_or("prefix too long")?
-                .copy_from_slice(octets);
-            let bits = u128::from_be_bytes(address) & mask128(length);
-            IpNetwork::V6(
-                Ipv6Network::new(Ipv6Addr::from(bits), length).map_err(|_| "bad IPv6 prefix")?,
-            )
-        } else {
-            if length > 32 {
-                return Err("IPv4 prefix length above 32");
-            }
-            let mut address = [0u8; 4];
-            address
-                .get_mut(..octets.len())
-                .ok_or("prefix too long")?
-                .copy_from_slice(octets);
-            let bits = u32::from_be_bytes(address) & mask32(length);
-            IpNetwork::V4(
-                Ipv4Network::new(Ipv4Addr::from(bits), length).map_err(|_| "bad IPv4 prefix")?,
-            )
+        let bits = raw & mask32(length);
+        let prefix =
+            Ipv4Network::new(Ipv4Addr::from(bits), length).map_err(|_| "bad IPv4 prefix")?;
+        out.push(Nlri {
+            path_id,
+            prefix: IpNetwork::V4(prefix),
+        });
+        field = rest.get(octets..).unwrap_or_default();
+    }
+    Ok(())
+}
+
+fn decode_v6<const ADD_PATH: bool>(
+    mut field: &[u8],
+    out: &mut Vec<Nlri>,
+) -> Result<(), &'static str> {
+    while !field.is_empty() {
+        let (path_id, length, rest) = head::<ADD_PATH>(field)?;
+        if length > 128 {
+            return Err("IPv6 prefix length above 128");
+        }
+        let octets = usize::from(length).div_ceil(8);
+        if rest.len() < octets {
+            return Err("prefix runs past the field");
+        }
+        let raw = match rest.first_chunk::<16>() {
+            Some(sixteen) => u128::from_be_bytes(*sixteen),
+            None => rest
+                .iter()
+                .take(octets)
+                .enumerate()
+                .fold(0, |v, (i, b)| v | u128::from(*b) << (120 - 8 * i)),
         };
-        out.push(Nlri { path_id, prefix });
+        let bits = raw & mask128(length);
+        let prefix =
+            Ipv6Network::new(Ipv6Addr::from(bits), length).map_err(|_| "bad IPv6 prefix")?;
+        out.push(Nlri {
+            path_id,
+            prefix: IpNetwork::V6(prefix),
+        });
+        field = rest.get(octets..).unwrap_or_default();
     }
     Ok(())
 }
