@@ -833,3 +833,41 @@ fn long_lived_stale_routes_stay_least_preferred_and_go_only_to_peers_that_unders
     h.input(Input::TimerExpired(TimerKey::LongLivedStale(a.address)));
     assert!(h.core.table().is_empty());
 }
+
+#[test]
+fn adding_changing_and_removing_peers_leaves_the_other_sessions_alone() {
+    let mut h = Harness::new();
+    let a = h.establish(ebgp("192.0.2.2", 65002), Ipv4Addr::new(10, 0, 0, 2), vec![]);
+    let b = h.establish(ebgp("192.0.2.3", 65003), Ipv4Addr::new(10, 0, 0, 3), vec![]);
+    h.announce(
+        &a,
+        external_route(&[65002], "192.0.2.2"),
+        &["198.51.100.0/24"],
+    );
+    h.outputs.clear();
+    // A third peer comes and goes; B's hold time changes (a reset) while A stays untouched.
+    h.input(Input::AddPeer(ebgp("192.0.2.4", 65004)));
+    h.input(Input::RemovePeer(ip("192.0.2.4")));
+    h.input(Input::UpdatePeer(PeerConfig {
+        hold_time: 30,
+        ..ebgp("192.0.2.3", 65003)
+    }));
+    assert_eq!(h.state(a.address), State::Established);
+    assert!(
+        !h.outputs
+            .iter()
+            .any(|o| matches!(o, Output::Close { conn } if *conn == a.conn)),
+        "A's connection is never closed"
+    );
+    assert!(
+        h.sent_to(&a)
+            .iter()
+            .all(|m| !matches!(m, Message::Notification(_)))
+    );
+    assert_eq!(h.core.table().len(), 1, "A's route stays");
+    assert_ne!(
+        h.state(b.address),
+        State::Established,
+        "B was reset for its new hold time"
+    );
+}
