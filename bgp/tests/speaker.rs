@@ -871,3 +871,32 @@ fn adding_changing_and_removing_peers_leaves_the_other_sessions_alone() {
         "B was reset for its new hold time"
     );
 }
+
+#[test]
+fn peers_in_one_update_group_receive_the_same_updates() {
+    let mut h = Harness::new();
+    let client = |a: &str| PeerConfig {
+        route_reflector_client: true,
+        ..ebgp(a, LOCAL_AS)
+    };
+    let a = h.establish(client("10.0.0.2"), Ipv4Addr::new(10, 0, 0, 2), vec![]);
+    let b = h.establish(client("10.0.0.3"), Ipv4Addr::new(10, 0, 0, 3), vec![]);
+    let source = h.establish(ebgp("192.0.2.9", 65009), Ipv4Addr::new(10, 0, 0, 9), vec![]);
+    h.outputs.clear();
+    h.announce(
+        &source,
+        external_route(&[65009], "192.0.2.9"),
+        &["198.51.100.0/24", "198.51.101.0/24"],
+    );
+    let bytes = |conn| {
+        h.outputs
+            .iter()
+            .find_map(|o| match o {
+                Output::Send { conn: c, bytes } if *c == conn => Some(bytes.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(bytes(a.conn), bytes(b.conn));
+    assert_eq!(announced(&h.sent_to(&a)).len(), 2);
+}

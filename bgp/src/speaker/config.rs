@@ -170,14 +170,14 @@ impl PeerConfig {
 }
 
 /// A prefix filter: accept routes whose prefix falls inside one of the ranges.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Filter {
     /// The ranges.
     pub ranges: Vec<PrefixRange>,
 }
 
 /// A prefix and the lengths of the more specific prefixes it matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PrefixRange {
     /// The covering prefix.
     pub prefix: ipnetwork::IpNetwork,

@@ -244,6 +244,50 @@ struct Session {
     inbound: bool,
 }
 
+/// What decides the bytes a peer is sent for the same changes: peers with equal keys form an
+/// update group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct GroupKey {
+    asn: u32,
+    external: bool,
+    route_reflector_client: bool,
+    next_hop_self: bool,
+    keep_original_next_hop: bool,
+    local: (
+        Option<std::net::Ipv4Addr>,
+        Option<std::net::Ipv6Addr>,
+        Option<std::net::Ipv6Addr>,
+    ),
+    add_communities: Vec<Community>,
+    filter: Option<super::config::Filter>,
+    context: Context,
+    families: Vec<Family>,
+    long_lived: bool,
+}
+
+/// Encoded UPDATEs for a peer.
+#[derive(Debug, Clone, Default)]
+struct Encoded {
+    bytes: Vec<u8>,
+    messages: usize,
+    advertised: u64,
+}
+
+/// Whether two outboxes hold the same changes (paths compared by identity).
+fn same_outbox(a: &Outbox, b: &Outbox) -> bool {
+    a.withdraw == b.withdraw
+        && a.end_of_rib == b.end_of_rib
+        && a.refresh_end == b.refresh_end
+        && a.announce.len() == b.announce.len()
+        && a.announce.iter().all(|(prefix, path)| {
+            b.announce.get(prefix).is_some_and(|other| {
+                Arc::ptr_eq(&path.attributes, &other.attributes)
+                    && path.peer == other.peer
+                    && path.flags == other.flags
+            })
+        })
+}
+
 /// Routes waiting to be sent to a peer.
 #[derive(Debug, Default)]
 struct Outbox {
@@ -1469,21 +1513,79 @@ impl Core {
             })
             .map(|(a, _)| *a)
             .collect();
+        // Update groups: peers that would be sent the same bytes (same export policy, session
+        // context and our address on the session) and have the same changes pending are
+        // encoded for once.
+        let mut groups: HashMap<GroupKey, Vec<IpAddr>> = HashMap::new();
         for address in ready {
-            self.flush_peer(address);
+            if let Some(key) = self.group_key(address) {
+                groups.entry(key).or_default().push(address);
+            }
+        }
+        for members in groups.into_values() {
+            let mut encoded: Vec<(Outbox, Encoded)> = Vec::new();
+            for address in members {
+                let Some(peer) = self.peers.get_mut(&address) else {
+                    continue;
+                };
+                let outbox = std::mem::take(&mut peer.outbox);
+                let result = match encoded.iter().find(|(o, _)| same_outbox(o, &outbox)) {
+                    Some((_, done)) => done.clone(),
+                    None => {
+                        let done = self.encode_outbox(address, &outbox);
+                        encoded.push((outbox, done.clone()));
+                        done
+                    }
+                };
+                self.send_encoded(address, result);
+            }
         }
     }
 
-    fn flush_peer(&mut self, address: IpAddr) {
+    fn group_key(&self, address: IpAddr) -> Option<GroupKey> {
+        let peer = self.peers.get(&address)?;
+        let negotiated = peer.negotiated.as_ref()?;
+        let target = self.target_of(peer, &peer.config);
+        Some(GroupKey {
+            asn: target.asn,
+            external: target.external,
+            route_reflector_client: target.route_reflector_client,
+            next_hop_self: target.next_hop_self,
+            keep_original_next_hop: target.keep_original_next_hop,
+            local: (
+                target.local_ipv4,
+                target.local_ipv6,
+                target.local_link_local,
+            ),
+            add_communities: target.add_communities.to_vec(),
+            filter: target.filter.cloned(),
+            context: negotiated.context,
+            families: negotiated.families.clone(),
+            long_lived: !negotiated.long_lived_graceful_restart.is_empty(),
+        })
+    }
+
+    fn send_encoded(&mut self, address: IpAddr, encoded: Encoded) {
         let Some(peer) = self.peers.get_mut(&address) else {
             return;
         };
-        let outbox = std::mem::take(&mut peer.outbox);
+        peer.counters.updates_sent += encoded.messages as u64;
+        peer.counters.prefixes_advertised += encoded.advertised;
+        if let (Some(conn), false) = (peer.primary.conn, encoded.bytes.is_empty()) {
+            self.out.push(Output::Send {
+                conn,
+                bytes: encoded.bytes,
+            });
+        }
+    }
+
+    /// Encodes a peer's pending changes into packed UPDATEs (and markers).
+    fn encode_outbox(&self, address: IpAddr, outbox: &Outbox) -> Encoded {
         let Some(peer) = self.peers.get(&address) else {
-            return;
+            return Encoded::default();
         };
-        let (Some(conn), Some(negotiated)) = (peer.primary.conn, peer.negotiated.as_ref()) else {
-            return;
+        let Some(negotiated) = peer.negotiated.as_ref() else {
+            return Encoded::default();
         };
         let context = negotiated.context;
         let builder = UpdateBuilder::new(&context);
@@ -1568,12 +1670,10 @@ impl Core {
             };
             let _ = Message::RouteRefresh(end).encode(&context, &mut bytes);
         }
-        if let Some(peer) = self.peers.get_mut(&address) {
-            peer.counters.updates_sent += messages as u64;
-            peer.counters.prefixes_advertised += advertised;
-        }
-        if !bytes.is_empty() {
-            self.out.push(Output::Send { conn, bytes });
+        Encoded {
+            bytes,
+            messages,
+            advertised,
         }
     }
 

@@ -7,7 +7,7 @@ use super::family::Families;
 ///
 /// `Context::default()` is a session with nothing negotiated: 2-octet AS numbers, no ADD-PATH,
 /// 4096-octet messages, internal peer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Context {
     /// Both ends advertised the 4-octet AS capability (RFC 6793): AS_PATH and AGGREGATOR carry
     /// 4-octet AS numbers, and AS4_PATH / AS4_AGGREGATOR are neither sent nor used.
