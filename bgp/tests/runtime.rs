@@ -150,3 +150,37 @@ async fn a_graceful_stop_leaves_the_routes_with_the_peer() {
     assert_eq!(routes.len(), 1, "kept under graceful restart");
     b.shutdown(false).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_falls_behind_gets_a_full_resync_not_a_gap() {
+    let (speaker, _) = speaker(65001, "127.0.0.31").await;
+    let mut slow = speaker.subscribe();
+    // More changes than the event queue holds, while the subscriber reads nothing.
+    let count = 70_000u32;
+    for i in 0..count {
+        let prefix = IpNetwork::V4(
+            ipnetwork::Ipv4Network::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).unwrap(),
+        );
+        speaker.originate(prefix, vec![]).await.unwrap();
+    }
+    // Make sure the last change went through before reading.
+    let last = speaker.routes(None, usize::MAX).await.unwrap();
+    assert_eq!(last.len(), count as usize);
+    let mut resynced = None;
+    for _ in 0..10 {
+        match tokio::time::timeout(Duration::from_secs(20), slow.next())
+            .await
+            .unwrap()
+        {
+            Some(Notice::Resync(all)) => {
+                resynced = Some(all);
+                break;
+            }
+            Some(Notice::Event(_)) => continue,
+            None => break,
+        }
+    }
+    let all = resynced.expect("a resync after falling behind");
+    assert_eq!(all.len(), count as usize, "the resync holds every route");
+    speaker.shutdown(false).await.unwrap();
+}
