@@ -17,13 +17,13 @@ use std::time::Duration;
 use ipnetwork::IpNetwork;
 use tern_bgp::speaker::config::{Filter, PeerConfig, PrefixRange, SpeakerConfig};
 use tern_bgp::speaker::core::SpeakerEvent;
-use tern_bgp::speaker::runtime::{Notice, RouteEntry, Speaker};
+use tern_bgp::speaker::runtime::{Notice, RouteEntry, Speaker, Subscription};
 use tern_bgp::wire::{Community, NextHop as BgpNextHop};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::config::{
-    BlockError, BlockErrorKind, CommunityValue, Config, SourceAddress, parse_peer_ip,
+    BlockError, BlockErrorKind, CommunityValue, Config, EncapMode, SourceAddress, parse_peer_ip,
 };
 use crate::routes::{KernelRoute, NextHop, Programmer, RouteKind, RouteTag};
 
@@ -165,6 +165,47 @@ pub enum BlockSource {
     Api,
 }
 
+/// How packets to other nodes' pods leave this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataPath {
+    /// Plain routes via the other nodes.
+    Routed,
+    /// IP-in-IP through the kernel's tunl0.
+    Ipip,
+    /// IP-in-IP through the userspace encapsulator (no ipip module in the kernel).
+    IpipUserspace,
+    /// VXLAN through the kernel's vxlan device.
+    Vxlan,
+}
+
+/// The data path this node uses, with a sentence saying why. Encapsulation is not built yet, so
+/// every route is a plain one; a pool that asks for IP-in-IP or VXLAN is named.
+pub fn data_path(config: &Config) -> (DataPath, String) {
+    let encapsulated: Vec<String> = config
+        .ip_pools
+        .iter()
+        .filter(|p| !p.disabled)
+        .filter_map(|p| {
+            if p.ipip_mode != EncapMode::Never {
+                Some(format!("{} asks for IP-in-IP ({:?})", p.cidr, p.ipip_mode))
+            } else if p.vxlan_mode != EncapMode::Never {
+                Some(format!("{} asks for VXLAN ({:?})", p.cidr, p.vxlan_mode))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let detail = if encapsulated.is_empty() {
+        "no pool asks for encapsulation".to_owned()
+    } else {
+        format!(
+            "encapsulation is not built yet, so routes are plain; pool {}",
+            encapsulated.join(", pool ")
+        )
+    };
+    (DataPath::Routed, detail)
+}
+
 /// What the agent reports about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentStatus {
@@ -180,6 +221,42 @@ pub struct AgentStatus {
     pub ready: bool,
     /// How many learned routes are in the kernel.
     pub kernel_routes: usize,
+    /// Each peer's type, by address (for `ternctl node status`).
+    pub peer_kinds: BTreeMap<IpAddr, PeerKind>,
+    /// How packets to other nodes' pods leave this node.
+    pub data_path: DataPath,
+    /// The data path in words, with why it was chosen.
+    pub data_path_detail: String,
+}
+
+/// Why a peer request was refused (for the API's status code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerErrorKind {
+    /// No such peer (gRPC NOT_FOUND).
+    NotFound,
+    /// The peer exists already (gRPC ALREADY_EXISTS).
+    AlreadyExists,
+    /// The request is not acceptable (gRPC INVALID_ARGUMENT).
+    Invalid,
+}
+
+/// A refused peer request, with what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PeerError {
+    /// The kind, for the API's status code.
+    pub kind: PeerErrorKind,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl PeerError {
+    fn not_found(address: IpAddr) -> PeerError {
+        PeerError {
+            kind: PeerErrorKind::NotFound,
+            message: format!("no peer {address}"),
+        }
+    }
 }
 
 /// Requests the control API sends the agent's loop.
@@ -197,6 +274,14 @@ pub enum Command {
     Status(oneshot::Sender<AgentStatus>),
     /// Whether each of these prefixes has a learned route in the kernel.
     Installed(Vec<IpNetwork>, oneshot::Sender<Vec<bool>>),
+    /// Add a peer at runtime (kept until removed or ternd stops; a reload leaves it alone).
+    AddPeer(DesiredPeer, oneshot::Sender<Result<(), PeerError>>),
+    /// Replace a peer's configuration; it keeps its kind.
+    UpdatePeer(DesiredPeer, oneshot::Sender<Result<(), PeerError>>),
+    /// Remove a peer (one from the configuration comes back on the next reload).
+    RemovePeer(IpAddr, oneshot::Sender<Result<(), PeerError>>),
+    /// Reset a peer's session: `true` closes it, `false` refreshes routes both ways.
+    ResetPeer(IpAddr, bool, oneshot::Sender<Result<(), PeerError>>),
 }
 
 /// A handle for the control API: commands for the agent and the speaker itself.
@@ -218,11 +303,16 @@ struct State {
 pub struct Agent {
     /// Blocks added through the API.
     api_blocks: BTreeSet<IpNetwork>,
+    /// Peers added through the API (also in `peers`); a reload keeps them.
+    api_peers: BTreeSet<IpAddr>,
     commands: mpsc::Receiver<Command>,
     handle: AgentHandle,
     started: std::time::SystemTime,
     config: Config,
     speaker: Speaker,
+    /// The speaker's events, subscribed before any peer is added so that no route learned
+    /// before [`Agent::run`] starts is missed; `run` takes it.
+    events: Option<Subscription>,
     programmer: Programmer,
     peers: BTreeMap<IpAddr, DesiredPeer>,
     /// Learned routes that should be in the kernel.
@@ -255,6 +345,7 @@ impl Agent {
         let restarting = !existing.is_empty();
         let listen = SocketAddr::new(config.listen_address, config.listen_port);
         let (speaker, _) = Speaker::start(speaker_config(&config, restarting), &[listen]).await?;
+        let events = Some(speaker.subscribe());
         let peers = desired_peers(&config).map_err(anyhow::Error::msg)?;
         let stale: BTreeSet<IpNetwork> = existing.keys().copied().collect();
         if restarting {
@@ -271,11 +362,13 @@ impl Agent {
         };
         let mut agent = Agent {
             api_blocks,
+            api_peers: BTreeSet::new(),
             commands,
             handle,
             started: std::time::SystemTime::now(),
             config,
             speaker,
+            events,
             programmer,
             awaiting_eor: peers.keys().copied().collect(),
             peers,
@@ -359,6 +452,7 @@ impl Agent {
                 let _ = reply.send(list);
             }
             Command::Status(reply) => {
+                let (path, detail) = data_path(&self.config);
                 let _ = reply.send(AgentStatus {
                     node: self.config.node_name.clone(),
                     router_id: self
@@ -369,6 +463,9 @@ impl Agent {
                     started: self.started,
                     ready: self.swept,
                     kernel_routes: self.learned.len(),
+                    peer_kinds: self.peers.iter().map(|(a, p)| (*a, p.kind)).collect(),
+                    data_path: path,
+                    data_path_detail: detail,
                 });
             }
             Command::Installed(prefixes, reply) => {
@@ -379,7 +476,67 @@ impl Agent {
                         .collect(),
                 );
             }
+            Command::AddPeer(peer, reply) => {
+                let _ = reply.send(self.add_peer(peer).await);
+            }
+            Command::UpdatePeer(peer, reply) => {
+                let address = peer.config.address;
+                let result = match self.peers.get_mut(&address) {
+                    None => Err(PeerError::not_found(address)),
+                    Some(existing) => {
+                        existing.config = peer.config.clone();
+                        existing.extra = peer.extra;
+                        let _ = self.speaker.update_peer(peer.config).await;
+                        info!(peer = %address, "peer changed through the API");
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Command::RemovePeer(address, reply) => {
+                let result = if self.peers.remove(&address).is_some() {
+                    self.api_peers.remove(&address);
+                    self.awaiting_eor.remove(&address);
+                    let _ = self.speaker.remove_peer(address).await;
+                    info!(peer = %address, "peer removed through the API");
+                    Ok(())
+                } else {
+                    Err(PeerError::not_found(address))
+                };
+                let _ = reply.send(result);
+            }
+            Command::ResetPeer(address, hard, reply) => {
+                let result = if self.peers.contains_key(&address) {
+                    let _ = self.speaker.reset_peer(address, hard).await;
+                    info!(peer = %address, hard, "peer reset through the API");
+                    Ok(())
+                } else {
+                    Err(PeerError::not_found(address))
+                };
+                let _ = reply.send(result);
+            }
         }
+    }
+
+    async fn add_peer(&mut self, peer: DesiredPeer) -> Result<(), PeerError> {
+        let address = peer.config.address;
+        if self.peers.contains_key(&address) {
+            return Err(PeerError {
+                kind: PeerErrorKind::AlreadyExists,
+                message: format!("peer {address} exists: use UpdatePeer to change it"),
+            });
+        }
+        if address == self.config.node_address.ip() {
+            return Err(PeerError {
+                kind: PeerErrorKind::Invalid,
+                message: format!("{address} is this node's own address"),
+            });
+        }
+        let _ = self.speaker.add_peer(peer.config.clone()).await;
+        info!(peer = %address, asn = peer.config.asn, "peer added through the API");
+        self.api_peers.insert(address);
+        self.peers.insert(address, peer);
+        Ok(())
     }
 
     async fn add_block(&mut self, block: IpNetwork) -> Result<bool, BlockError> {
@@ -602,7 +759,10 @@ impl Agent {
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut hangup = signal(SignalKind::hangup())?;
-        let mut events = self.speaker.subscribe();
+        let mut events = match self.events.take() {
+            Some(events) => events,
+            None => self.speaker.subscribe(),
+        };
         let mut repair = tokio::time::interval(REPAIR_INTERVAL);
         repair.tick().await;
         let restart_deadline = tokio::time::sleep(self.config.graceful_restart_time.0);
@@ -689,10 +849,17 @@ impl Agent {
     /// Applies a new configuration: peers and blocks that changed; sessions that did not change
     /// are left alone.
     async fn reload(&mut self, config: Config) {
-        let Ok(peers) = desired_peers(&config) else {
+        let Ok(mut peers) = desired_peers(&config) else {
             warn!("configuration not reloaded: invalid peers");
             return;
         };
+        // Peers added through the API stay, unless the configuration now names them.
+        self.api_peers.retain(|a| !peers.contains_key(a));
+        for address in &self.api_peers {
+            if let Some(peer) = self.peers.get(address) {
+                peers.insert(*address, peer.clone());
+            }
+        }
         let removed_blocks: Vec<IpNetwork> = self
             .config
             .blocks

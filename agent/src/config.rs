@@ -232,9 +232,27 @@ pub struct Config {
     /// The control API's unix socket (mode 0600).
     #[serde(default = "default_api_socket")]
     pub api_socket: PathBuf,
+    /// The control API over TCP with mutual TLS, for remote clients; off when unset. There is
+    /// no plain TCP listener.
+    #[serde(default)]
+    pub api_tcp: Option<ApiTcp>,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+}
+
+/// The control API's TCP listener. Clients must present a certificate signed by `clientCaFile`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiTcp {
+    /// Where to listen, e.g. `10.0.5.11:7443`.
+    pub address: SocketAddr,
+    /// The server's certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// The server's private key (PEM).
+    pub key_file: PathBuf,
+    /// The CA that signs client certificates (PEM).
+    pub client_ca_file: PathBuf,
 }
 
 /// Another node of the cluster.
@@ -785,6 +803,23 @@ prefixAdvertisements:
         let config = Config::load(&path).unwrap();
         assert_eq!(config.metric, Some(1024));
         assert_eq!(config.peers[0].ttl_security, 1);
+    }
+
+    #[test]
+    fn the_api_over_tcp_needs_its_address_and_every_tls_file() {
+        let text = format!(
+            "{GOOD}apiTcp:\n  address: 10.0.1.11:7443\n  certFile: /s.crt\n  keyFile: /s.key\n  clientCaFile: /ca.crt\n"
+        );
+        let tcp = parse(&text).unwrap().api_tcp.unwrap();
+        assert_eq!(tcp.address, "10.0.1.11:7443".parse().unwrap());
+        assert_eq!(tcp.client_ca_file, PathBuf::from("/ca.crt"));
+        assert!(
+            parse(GOOD).unwrap().api_tcp.is_none(),
+            "off unless configured"
+        );
+        let without_ca = text.replace("  clientCaFile: /ca.crt\n", "");
+        let error = parse(&without_ca).unwrap_err().to_string();
+        assert!(error.contains("missing field `clientCaFile`"), "{error}");
     }
 
     #[test]

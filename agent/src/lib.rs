@@ -1,12 +1,11 @@
 //! tern-agent: the node agent `ternd` and its client `ternctl`.
 //!
-//! The agent turns desired state (config file, gRPC API, Kubernetes) into speaker commands and
-//! kernel routes. It is being built: the configuration file is read and checked today; the route
-//! programmer, the gRPC API and the binaries' main loops come next.
+//! The agent turns desired state (config file, gRPC API, later Kubernetes) into speaker commands
+//! and kernel routes: `config` reads and checks the file, `agent` is the main loop that owns the
+//! desired state, `routes` programs the kernel over rtnetlink, and `api` serves the gRPC control
+//! API that `ternctl` talks to.
 
 pub mod agent;
+pub mod api;
 pub mod config;
 pub mod routes;
-
-/// The message both binaries print until the agent exists.
-pub const NOT_BUILT_YET: &str = "ternd is not built yet: this release holds the BGP speaker and the configuration checker (see README.md)";

@@ -1,6 +1,6 @@
 //! tern's speaker with FRR 8.4 in the roles a Calico cluster meets: route reflector for FRR
 //! clients and client of an FRR reflector (iBGP, LOCAL_PREF, ORIGINATOR_ID, CLUSTER_LIST), TCP
-//! MD5, max-prefix, an IPv6 link-local session, and a peer restarting with graceful restart.
+//! MD5 with GTSM, max-prefix, an IPv6 link-local session, and a peer restarting with graceful restart.
 
 mod common;
 
@@ -177,7 +177,7 @@ fn tern_with_frr_as_reflector_and_client_with_md5_max_prefix_link_local_and_grac
     );
     let md5 = lab.start_frr(
         "tern-t-if-md5",
-        &frr_conf(5, "router bgp 65005\n bgp router-id 10.0.8.5\n no bgp ebgp-requires-policy\n neighbor 10.0.8.10 remote-as 65010\n neighbor 10.0.8.10 password s3cret-key\n"),
+        &frr_conf(5, "router bgp 65005\n bgp router-id 10.0.8.5\n no bgp ebgp-requires-policy\n neighbor 10.0.8.10 remote-as 65010\n neighbor 10.0.8.10 password s3cret-key\n neighbor 10.0.8.10 ttl-security hops 1\n"),
     );
     let networks: String = (0..5)
         .map(|i| format!("  network 192.0.2.{}/32\n", i * 8))
@@ -235,6 +235,9 @@ fn tern_with_frr_as_reflector_and_client_with_md5_max_prefix_link_local_and_grac
             speaker
                 .add_peer(PeerConfig {
                     password: Some("s3cret-key".into()),
+                    // GTSM (RFC 5082) on both sides: TTL 255 sent, at least 255 accepted.
+                    ttl_security: true,
+                    multihop_ttl: Some(1),
                     ..peer("10.0.8.5", 65005)
                 })
                 .await

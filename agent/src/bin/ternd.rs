@@ -1,10 +1,12 @@
 //! `ternd`: the tern node agent. `ternd --config FILE` peers over BGP, announces this node's
-//! blocks and programs the routes it learns into the kernel, tagged `proto bird`.
+//! blocks, programs the routes it learns into the kernel, tagged `proto bird`, and serves the
+//! control API on its unix socket (and over TCP with mutual TLS when configured).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use tern_agent::agent::Agent;
+use tern_agent::api::Server;
 use tern_agent::config::Config;
 
 const USAGE: &str = "usage: ternd --config FILE   (see agent/examples/ternd.yaml)";
@@ -49,8 +51,11 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let agent = Agent::start(config).await?;
-        agent.run(config_path).await
+        let agent = Agent::start(config.clone()).await?;
+        let api = Server::start(agent.handle(), &config).await?;
+        let result = agent.run(config_path).await;
+        api.stop().await;
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -43,7 +43,13 @@ pub struct Lab {
 
 impl Lab {
     pub fn new(names: &[&str]) -> Lab {
-        let dir = std::env::temp_dir().join(format!("tern-ternd-test-{}", std::process::id()));
+        // One folder per lab: tests of one binary run in parallel in one process.
+        static LABS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tern-ternd-test-{}-{}",
+            std::process::id(),
+            LABS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let mut lab = Lab {
             namespaces: Vec::new(),
