@@ -132,7 +132,10 @@ fn main() {
         eprintln!("kernel_bench needs root: it creates the network namespace {NS}");
         std::process::exit(1);
     }
-    let _ = Command::new("ip").args(["netns", "del", NS]).status();
+    let _ = Command::new("ip")
+        .args(["netns", "del", NS])
+        .stderr(std::process::Stdio::null())
+        .status();
     ip(&format!("netns add {NS}"));
     let _guard = Namespace;
     ip(&format!("-n {NS} link add k0 type veth peer name k1"));
