@@ -4,6 +4,7 @@
 //! `shared/RFCS.md`). The session state machine, the RIB and the speaker land next, in their own
 //! modules, without touching the kernel, gRPC or Kubernetes types.
 
+pub mod fasthash;
 pub mod fsm;
 pub mod rib;
 pub mod sockopt;

@@ -22,6 +22,7 @@ use ipnetwork::IpNetwork;
 
 use super::config::{MaxPrefixAction, PeerConfig, SpeakerConfig};
 use super::policy::{self, ExportSource, ExportTarget, ImportRules};
+use crate::fasthash::{FastMap, FastSet};
 use crate::fsm::{self, Action, DownReason, Event, Fsm, Negotiated, State, Timer};
 use crate::rib::table::{
     Attributes, Best, Change, Interner, Path, PeerId, PeerInfo, RouteAttributes, Table, path_flags,
@@ -288,13 +289,33 @@ fn same_outbox(a: &Outbox, b: &Outbox) -> bool {
         })
 }
 
+/// What an export decision depends on when the target has no prefix filter.
+#[derive(Debug, Clone)]
+struct ExportKey {
+    attributes: Attributes,
+    source: PeerId,
+    flags: u8,
+    family: Family,
+    target: IpAddr,
+}
+
+impl ExportKey {
+    fn matches(&self, path: &Path, family: Family, target: IpAddr) -> bool {
+        Arc::ptr_eq(&self.attributes, &path.attributes)
+            && self.source == path.peer
+            && self.flags == path.flags
+            && self.family == family
+            && self.target == target
+    }
+}
+
 /// Routes waiting to be sent to a peer.
 #[derive(Debug, Default)]
 struct Outbox {
     /// Prefix to the best path to announce.
-    announce: HashMap<IpNetwork, Path>,
+    announce: FastMap<IpNetwork, Path>,
     /// Prefixes to withdraw.
-    withdraw: HashSet<IpNetwork>,
+    withdraw: FastSet<IpNetwork>,
     /// End-of-RIB markers to send after the routes.
     end_of_rib: Vec<Family>,
     /// Enhanced route refresh markers to wrap around a refresh (RFC 7313).
@@ -358,6 +379,16 @@ pub struct Core {
     out: Vec<Output>,
     /// Paths changed since the last sweep of the interner.
     churn: usize,
+    /// Established peers, in a stable order, kept up to date on state changes.
+    established: Vec<IpAddr>,
+    /// Whether anyone listens to best-path events (the runtime says); without listeners they are
+    /// not built at all.
+    report_best_paths: bool,
+    /// The last export decision: (attributes, source peer, flags, family, target) and whether the
+    /// path may go. Routes of one UPDATE share their attributes, so this spares the policy work
+    /// for all but the first.
+    /// The attributes are held, so their address cannot be reused while cached.
+    export_cache: Option<(ExportKey, bool)>,
 }
 
 impl Core {
@@ -376,7 +407,15 @@ impl Core {
             next_peer: 1,
             out: Vec::new(),
             churn: 0,
+            established: Vec::new(),
+            report_best_paths: true,
+            export_cache: None,
         }
+    }
+
+    /// Whether best-path events are wanted (the runtime turns them off without subscribers).
+    pub fn set_report_best_paths(&mut self, wanted: bool) {
+        self.report_best_paths = wanted;
     }
 
     /// The speaker configuration.
@@ -544,6 +583,7 @@ impl Core {
     }
 
     fn add_peer(&mut self, config: PeerConfig, now: Instant) {
+        self.export_cache = None;
         if self.peers.contains_key(&config.address) {
             return self.update_peer(config, now);
         }
@@ -577,6 +617,7 @@ impl Core {
     }
 
     fn update_peer(&mut self, config: PeerConfig, now: Instant) {
+        self.export_cache = None;
         let address = config.address;
         let Some(peer) = self.peers.get_mut(&address) else {
             return self.add_peer(config, now);
@@ -592,6 +633,7 @@ impl Core {
     }
 
     fn remove_peer(&mut self, address: IpAddr, now: Instant) {
+        self.export_cache = None;
         let Some(peer) = self.peers.get_mut(&address) else {
             return;
         };
@@ -847,6 +889,14 @@ impl Core {
             if let Some(peer) = self.peers.get_mut(&address) {
                 peer.since = now;
             }
+            self.established = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.is_established())
+                .map(|(a, _)| *a)
+                .collect();
+            self.established.sort();
+            self.export_cache = None;
             let error = self.peers.get(&address).and_then(|p| p.last_error.clone());
             let error = if after == State::Idle { error } else { None };
             self.emit(Output::Event(SpeakerEvent::PeerState {
@@ -1446,6 +1496,9 @@ impl Core {
     }
 
     fn report_best(&mut self, prefix: IpNetwork, best: Option<Best>) {
+        if !self.report_best_paths {
+            return;
+        }
         let sources = best
             .iter()
             .flat_map(|b| b.paths.iter())
@@ -1465,25 +1518,19 @@ impl Core {
             .as_ref()
             .and_then(|b| b.paths.first())
             .cloned();
-        let targets: Vec<IpAddr> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.is_established())
-            .map(|(a, _)| *a)
-            .collect();
-        for address in targets {
-            let Some(peer) = self.peers.get(&address) else {
-                continue;
+        for index in 0..self.established.len() {
+            let Some(address) = self.established.get(index).copied() else {
+                break;
             };
             let announce = current
                 .as_ref()
-                .filter(|p| self.exportable(prefix, p, peer, &peer.config))
+                .filter(|p| self.exportable_cached(prefix, p, address))
                 .cloned();
             let withdraw = announce.is_none()
                 && change
                     .previous
                     .as_ref()
-                    .is_some_and(|p| self.exportable(prefix, p, peer, &peer.config));
+                    .is_some_and(|p| self.exportable_cached(prefix, p, address));
             let Some(peer) = self.peers.get_mut(&address) else {
                 continue;
             };
@@ -1496,6 +1543,33 @@ impl Core {
             }
         }
         self.report_best(prefix, change.current);
+    }
+
+    /// [`Core::exportable`], remembering the last answer per attributes, source and target when
+    /// the target has no prefix filter (only then does the answer not depend on the prefix).
+    fn exportable_cached(&mut self, prefix: IpNetwork, path: &Path, address: IpAddr) -> bool {
+        let Some(peer) = self.peers.get(&address) else {
+            return false;
+        };
+        if peer.config.export.is_some() {
+            return self.exportable(prefix, path, peer, &peer.config);
+        }
+        let family = family_of_prefix(prefix);
+        if let Some((key, answer)) = &self.export_cache
+            && key.matches(path, family, address)
+        {
+            return *answer;
+        }
+        let answer = self.exportable(prefix, path, peer, &peer.config);
+        let key = ExportKey {
+            attributes: path.attributes.clone(),
+            source: path.peer,
+            flags: path.flags,
+            family,
+            target: address,
+        };
+        self.export_cache = Some((key, answer));
+        answer
     }
 
     /// Turns every peer's outbox into packed UPDATEs.

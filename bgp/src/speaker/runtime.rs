@@ -30,7 +30,7 @@ use crate::wire::{Community, Context, Message, frame};
 /// How many inputs may queue for the core before readers wait.
 const INPUT_QUEUE: usize = 4096;
 /// How many events a subscriber may fall behind before it is resynchronised.
-const EVENT_QUEUE: usize = 1 << 16;
+const EVENT_QUEUE: usize = 1 << 14;
 /// Connection ids handed out by the runtime start here, apart from the core's.
 const RUNTIME_CONN_BASE: u64 = 1 << 48;
 
@@ -470,6 +470,8 @@ impl Runtime {
             }
             _ => {}
         }
+        self.core
+            .set_report_best_paths(self.events.receiver_count() > 0);
         let outputs = self.core.handle(input, std::time::Instant::now());
         for output in outputs {
             self.output(output);
