@@ -141,6 +141,8 @@ pub fn speaker_config(config: &Config, restarting: bool) -> SpeakerConfig {
     speaker.graceful_restart_time = Some(config.graceful_restart_time.0.as_secs().min(4095) as u16);
     speaker.restarting = restarting;
     speaker.decision.maximum_paths = 8;
+    // Room for a full table's worth of changes while the kernel catches up, rather than a resync.
+    speaker.event_queue = Some(1 << 18);
     speaker
 }
 
@@ -314,6 +316,9 @@ pub struct Agent {
     /// before [`Agent::run`] starts is missed; `run` takes it.
     events: Option<Subscription>,
     programmer: Programmer,
+    /// Batches for the kernel writer task, which installs them while this loop goes on taking
+    /// the speaker's next changes (on the other core).
+    kernel: mpsc::Sender<(Vec<KernelRoute>, Vec<IpNetwork>)>,
     peers: BTreeMap<IpAddr, DesiredPeer>,
     /// Learned routes that should be in the kernel.
     learned: BTreeMap<IpNetwork, RouteKind>,
@@ -369,6 +374,7 @@ impl Agent {
             config,
             speaker,
             events,
+            kernel: spawn_kernel_writer(programmer.clone()),
             programmer,
             awaiting_eor: peers.keys().copied().collect(),
             peers,
@@ -678,11 +684,10 @@ impl Agent {
                 }
             }
         }
-        for error in self.programmer.replace(&replace).await {
-            warn!(%error, "kernel route install failed");
-        }
-        for error in self.programmer.delete(&delete).await {
-            warn!(%error, "kernel route delete failed");
+        if (!replace.is_empty() || !delete.is_empty())
+            && self.kernel.send((replace, delete)).await.is_err()
+        {
+            warn!("the kernel writer stopped");
         }
     }
 
@@ -934,4 +939,20 @@ fn write_atomically(path: &std::path::Path, state: &State) -> std::io::Result<()
         file.sync_all()?;
     }
     std::fs::rename(&temporary, path)
+}
+
+/// The task that writes route batches to the kernel, in order, and reports failures.
+fn spawn_kernel_writer(programmer: Programmer) -> mpsc::Sender<(Vec<KernelRoute>, Vec<IpNetwork>)> {
+    let (sender, mut batches) = mpsc::channel::<(Vec<KernelRoute>, Vec<IpNetwork>)>(64);
+    tokio::spawn(async move {
+        while let Some((replace, delete)) = batches.recv().await {
+            for error in programmer.replace(&replace).await {
+                warn!(%error, "kernel route install failed");
+            }
+            for error in programmer.delete(&delete).await {
+                warn!(%error, "kernel route delete failed");
+            }
+        }
+    });
+    sender
 }

@@ -30,6 +30,10 @@ pub struct SpeakerConfig {
     /// many seconds after the restart time; `None` does not advertise it. We act as helper for
     /// peers that advertise it either way.
     pub long_lived_stale_time: Option<u32>,
+    /// How many events subscribers may fall behind before they are resynchronised (16,384 when
+    /// unset). The queue is allocated up front, so a speaker without subscribers keeps it small;
+    /// an agent that takes every change (ternd) wants it large enough to ride out a full table.
+    pub event_queue: Option<usize>,
 }
 
 impl SpeakerConfig {
@@ -44,6 +48,7 @@ impl SpeakerConfig {
             restarting: false,
             stale_routes_time: Duration::from_secs(360),
             long_lived_stale_time: None,
+            event_queue: None,
         }
     }
 

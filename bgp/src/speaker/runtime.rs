@@ -29,7 +29,8 @@ use crate::wire::{Community, Context, Message, frame};
 
 /// How many inputs may queue for the core before readers wait.
 const INPUT_QUEUE: usize = 4096;
-/// How many events a subscriber may fall behind before it is resynchronised.
+/// How many events a subscriber may fall behind before it is resynchronised, unless the
+/// configuration says otherwise.
 const EVENT_QUEUE: usize = 1 << 14;
 /// Connection ids handed out by the runtime start here, apart from the core's.
 const RUNTIME_CONN_BASE: u64 = 1 << 48;
@@ -156,7 +157,7 @@ impl Speaker {
             listeners.push(Arc::new(listener));
         }
         let (requests_tx, requests_rx) = mpsc::channel(1024);
-        let (events_tx, _) = broadcast::channel(EVENT_QUEUE);
+        let (events_tx, _) = broadcast::channel(config.event_queue.unwrap_or(EVENT_QUEUE).max(16));
         let (internal_tx, internal_rx) = mpsc::channel(INPUT_QUEUE);
         let next_conn = Arc::new(AtomicU64::new(RUNTIME_CONN_BASE));
         let ttl: TtlPolicies = Arc::default();
