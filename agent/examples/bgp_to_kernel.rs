@@ -235,6 +235,8 @@ fn main() {
         .map(|c| c.parse().unwrap())
         .collect();
     let runs: usize = args.next().map_or(3, |r| r.parse().unwrap());
+    // An optional third argument names the devices to run (default: both).
+    let devices = args.next().unwrap_or_else(|| "bird,ternd".into());
     let bin: PathBuf = std::env::current_exe()
         .unwrap()
         .parent()
@@ -255,12 +257,17 @@ fn main() {
     for count in counts {
         let (mut bird, mut tern) = (Vec::new(), Vec::new());
         for _ in 0..runs {
-            bird.push(one_run("bird", count, &bin, &dir));
-            tern.push(one_run("ternd", count, &bin, &dir));
+            if devices.contains("bird") {
+                bird.push(one_run("bird", count, &bin, &dir));
+            }
+            if devices.contains("ternd") {
+                tern.push(one_run("ternd", count, &bin, &dir));
+            }
         }
         bird.sort();
         tern.sort();
-        let (b, t) = (bird[runs / 2].as_secs_f64(), tern[runs / 2].as_secs_f64());
+        let median = |v: &[Duration]| v.get(v.len() / 2).map_or(f64::NAN, |d| d.as_secs_f64());
+        let (b, t) = (median(&bird), median(&tern));
         println!("| {count} | {b:.2} s | {t:.2} s | {:.2}x |", b / t);
     }
     let _ = std::fs::remove_dir_all(&dir);
