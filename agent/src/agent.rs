@@ -770,6 +770,10 @@ impl Agent {
         };
         let mut repair = tokio::time::interval(REPAIR_INTERVAL);
         repair.tick().await;
+        // A changed file is applied like SIGHUP: checked every two seconds by its content.
+        let mut watch = tokio::time::interval(Duration::from_secs(2));
+        watch.tick().await;
+        let mut applied = std::fs::read(&config_path).ok();
         let restart_deadline = tokio::time::sleep(self.config.graceful_restart_time.0);
         tokio::pin!(restart_deadline);
         loop {
@@ -777,9 +781,20 @@ impl Agent {
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
                 _ = hangup.recv() => {
+                    applied = std::fs::read(&config_path).ok();
                     match Config::load(&config_path) {
                         Ok(config) => self.reload(config).await,
                         Err(error) => warn!(%error, "configuration not reloaded"),
+                    }
+                }
+                _ = watch.tick() => {
+                    let now = std::fs::read(&config_path).ok();
+                    if now.is_some() && now != applied {
+                        applied = now;
+                        match Config::load(&config_path) {
+                            Ok(config) => self.reload(config).await,
+                            Err(error) => warn!(%error, "changed configuration not applied"),
+                        }
                     }
                 }
                 () = &mut restart_deadline, if !self.swept => self.sweep().await,
@@ -946,8 +961,16 @@ fn spawn_kernel_writer(programmer: Programmer) -> mpsc::Sender<(Vec<KernelRoute>
     let (sender, mut batches) = mpsc::channel::<(Vec<KernelRoute>, Vec<IpNetwork>)>(64);
     tokio::spawn(async move {
         while let Some((replace, delete)) = batches.recv().await {
-            for error in programmer.replace(&replace).await {
-                warn!(%error, "kernel route install failed");
+            let failed = programmer.replace(&replace).await;
+            if !failed.is_empty() {
+                // Retried with backoff (0.5 s doubling, five tries), then reported; the repair
+                // pass keeps trying after that.
+                let prefixes: BTreeSet<IpNetwork> = failed.iter().map(|e| e.prefix).collect();
+                let again: Vec<KernelRoute> = replace
+                    .into_iter()
+                    .filter(|r| prefixes.contains(&r.prefix))
+                    .collect();
+                retry(programmer.clone(), again);
             }
             for error in programmer.delete(&delete).await {
                 warn!(%error, "kernel route delete failed");
@@ -955,4 +978,30 @@ fn spawn_kernel_writer(programmer: Programmer) -> mpsc::Sender<(Vec<KernelRoute>
         }
     });
     sender
+}
+
+/// Tries failed installs again with a doubling delay, off the writer's path.
+fn retry(programmer: Programmer, mut routes: Vec<KernelRoute>) {
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(500);
+        for attempt in 1..=5 {
+            tokio::time::sleep(delay).await;
+            let failed = programmer.replace(&routes).await;
+            if failed.is_empty() {
+                info!(
+                    routes = routes.len(),
+                    attempt, "kernel routes installed on retry"
+                );
+                return;
+            }
+            let prefixes: BTreeSet<IpNetwork> = failed.iter().map(|e| e.prefix).collect();
+            routes.retain(|r| prefixes.contains(&r.prefix));
+            if attempt == 5 {
+                for error in failed {
+                    warn!(%error, "kernel route install failed after retries");
+                }
+            }
+            delay *= 2;
+        }
+    });
 }

@@ -96,4 +96,14 @@ fn two_nodes_exchange_blocks_and_keep_them_across_a_graceful_restart() {
         "{}",
         lab.log(a)
     );
+
+    // A changed configuration file is applied without a signal.
+    let grown = config(
+        "node-a",
+        "10.0.9.1",
+        ("node-b", "10.0.9.2"),
+        "10.244.1.0/26, 10.244.5.0/26",
+    );
+    lab.write_config(a, &grown);
+    wait_for_route(&lab, b, "10.244.5.0/26 via 10.0.9.1");
 }
