@@ -8,7 +8,7 @@
 //! Namespaces `tern-b2k-inj` and `tern-b2k-dut` are created here and removed after each run.
 
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -271,5 +271,4 @@ fn main() {
         println!("| {count} | {b:.2} s | {t:.2} s | {:.2}x |", b / t);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let _ = Ipv4Addr::UNSPECIFIED;
 }

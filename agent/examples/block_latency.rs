@@ -21,7 +21,7 @@ use tern_e2e::daemon::DaemonOptions;
 use tern_e2e::lab::Lab;
 use tern_proto::v1::block_service_client::BlockServiceClient;
 use tern_proto::v1::{AddBlockRequest, RemoveBlockRequest};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// RTMGRP_IPV4_ROUTE.
 const ROUTE_GROUP: u32 = 0x40;
@@ -81,18 +81,7 @@ async fn channel(path: &Path) -> Channel {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let path = path.to_owned();
-    Endpoint::from_static("http://ternd.invalid")
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(path).await?,
-                ))
-            }
-        }))
-        .await
-        .unwrap()
+    tern_agent::api::connect_unix(path).await.unwrap()
 }
 
 fn wait(

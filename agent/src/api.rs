@@ -12,6 +12,23 @@
 
 mod convert;
 
+/// A client channel to the API on a unix socket (ternctl, tests and benchmarks use it).
+pub async fn connect_unix(
+    path: &Path,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let path = path.to_owned();
+    tonic::transport::Endpoint::from_static("http://ternd.invalid")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await
+}
+
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;

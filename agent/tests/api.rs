@@ -82,18 +82,7 @@ async fn channel(path: &Path) -> Channel {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let path = path.to_owned();
-    tonic::transport::Endpoint::from_static("http://ternd.invalid")
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(path).await?,
-                ))
-            }
-        }))
-        .await
-        .unwrap()
+    tern_agent::api::connect_unix(path).await.unwrap()
 }
 
 async fn list_blocks(channel: &Channel) -> Vec<(String, i32)> {

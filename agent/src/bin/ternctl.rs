@@ -285,23 +285,12 @@ async fn connect(cli: &Cli) -> Result<Channel, Failure> {
             ),
         }));
     }
-    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
-        let path = path.clone();
-        async move {
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                tokio::net::UnixStream::connect(path).await?,
-            ))
-        }
-    });
-    Endpoint::from_static("http://ternd.invalid")
-        .connect_with_connector(connector)
-        .await
-        .map_err(|error| {
-            Failure(format!(
-                "ternd is not running: cannot connect to {}: {error}",
-                cli.socket.display()
-            ))
-        })
+    tern_agent::api::connect_unix(&path).await.map_err(|error| {
+        Failure(format!(
+            "ternd is not running: cannot connect to {}: {error}",
+            cli.socket.display()
+        ))
+    })
 }
 
 async fn connect_tls(cli: &Cli, address: &str) -> Result<Channel, Failure> {

@@ -761,7 +761,7 @@ fn decode_list<const N: usize, T>(value: &[u8], item: impl Fn([u8; N]) -> T) -> 
 }
 
 /// Writes an attribute header and the value `write` produces, choosing the length form.
-fn put(out: &mut Vec<u8>, flags: u8, type_code: u8, write: impl FnOnce(&mut Vec<u8>)) {
+pub(crate) fn put(out: &mut Vec<u8>, flags: u8, type_code: u8, write: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
     out.extend_from_slice(&[flags & !EXTENDED_LENGTH, type_code, 0]);
     write(out);
@@ -775,16 +775,6 @@ fn put(out: &mut Vec<u8>, flags: u8, type_code: u8, write: impl FnOnce(&mut Vec<
     } else if let Some(l) = out.get_mut(start + 2) {
         *l = length as u8;
     }
-}
-
-/// Appends a path attribute whose value is written by `write` (used for MP attributes).
-pub(crate) fn put_attribute(
-    out: &mut Vec<u8>,
-    flags: u8,
-    type_code: u8,
-    write: impl FnOnce(&mut Vec<u8>),
-) {
-    put(out, flags, type_code, write);
 }
 
 impl PathAttributes {

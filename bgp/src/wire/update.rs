@@ -390,7 +390,7 @@ impl Update {
         out.extend_from_slice(&[0, 0]);
         // RFC 7606 section 5.1: MP_REACH_NLRI and MP_UNREACH_NLRI come first.
         if let Some(reach) = &self.mp_reach {
-            attributes::put_attribute(
+            attributes::put(
                 out,
                 attribute_flags::OPTIONAL,
                 attribute_type::MP_REACH_NLRI,
@@ -398,7 +398,7 @@ impl Update {
             );
         }
         if let Some(unreach) = &self.mp_unreach {
-            attributes::put_attribute(
+            attributes::put(
                 out,
                 attribute_flags::OPTIONAL,
                 attribute_type::MP_UNREACH_NLRI,
