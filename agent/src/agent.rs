@@ -23,9 +23,10 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::config::{
-    BlockError, BlockErrorKind, CommunityValue, Config, EncapMode, SourceAddress, parse_peer_ip,
+    BlockError, BlockErrorKind, CommunityValue, Config, SourceAddress, parse_peer_ip,
 };
 use crate::routes::{KernelRoute, NextHop, Programmer, RouteKind, RouteTag};
+use crate::tunnel::Tunnels;
 
 /// How often the kernel is compared with what it should hold.
 const REPAIR_INTERVAL: Duration = Duration::from_secs(30);
@@ -180,34 +181,6 @@ pub enum DataPath {
     Vxlan,
 }
 
-/// The data path this node uses, with a sentence saying why. Encapsulation is not built yet, so
-/// every route is a plain one; a pool that asks for IP-in-IP or VXLAN is named.
-pub fn data_path(config: &Config) -> (DataPath, String) {
-    let encapsulated: Vec<String> = config
-        .ip_pools
-        .iter()
-        .filter(|p| !p.disabled)
-        .filter_map(|p| {
-            if p.ipip_mode != EncapMode::Never {
-                Some(format!("{} asks for IP-in-IP ({:?})", p.cidr, p.ipip_mode))
-            } else if p.vxlan_mode != EncapMode::Never {
-                Some(format!("{} asks for VXLAN ({:?})", p.cidr, p.vxlan_mode))
-            } else {
-                None
-            }
-        })
-        .collect();
-    let detail = if encapsulated.is_empty() {
-        "no pool asks for encapsulation".to_owned()
-    } else {
-        format!(
-            "encapsulation is not built yet, so routes are plain; pool {}",
-            encapsulated.join(", pool ")
-        )
-    };
-    (DataPath::Routed, detail)
-}
-
 /// What the agent reports about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentStatus {
@@ -327,6 +300,8 @@ pub struct Agent {
     /// Peers whose End-of-RIB we are still waiting for before the sweep.
     awaiting_eor: HashSet<IpAddr>,
     swept: bool,
+    /// The encapsulation devices (IP-in-IP, VXLAN) and their per-route state.
+    tunnels: Tunnels,
 }
 
 impl std::fmt::Debug for Agent {
@@ -347,6 +322,9 @@ impl Agent {
         };
         let programmer = Programmer::open(tag)?;
         let existing = programmer.dump().await?;
+        let (connection, links, _) = rtnetlink::new_connection()?;
+        tokio::spawn(connection);
+        let mut tunnels = Tunnels::new(links);
         let restarting = !existing.is_empty();
         let listen = SocketAddr::new(config.listen_address, config.listen_port);
         let (speaker, _) = Speaker::start(speaker_config(&config, restarting), &[listen]).await?;
@@ -360,6 +338,9 @@ impl Agent {
             );
         }
         let api_blocks = load_state(&config);
+        let mut blocks = config.blocks.clone();
+        blocks.extend(api_blocks.iter().copied());
+        tunnels.configure(&config, &blocks).await;
         let (commands_tx, commands) = mpsc::channel(64);
         let handle = AgentHandle {
             commands: commands_tx,
@@ -381,6 +362,7 @@ impl Agent {
             learned: BTreeMap::new(),
             stale,
             swept: false,
+            tunnels,
         };
         agent.apply_blocks(&[]).await;
         for peer in agent.peers.values() {
@@ -458,7 +440,7 @@ impl Agent {
                 let _ = reply.send(list);
             }
             Command::Status(reply) => {
-                let (path, detail) = data_path(&self.config);
+                let (path, detail) = self.tunnels.status();
                 let _ = reply.send(AgentStatus {
                     node: self.config.node_name.clone(),
                     router_id: self
@@ -607,6 +589,8 @@ impl Agent {
         for block in removed {
             let _ = self.speaker.withdraw(*block).await;
         }
+        let blocks = self.blocks();
+        self.tunnels.update_address(&self.config, &blocks).await;
         for error in self.programmer.delete(removed).await {
             warn!(%error, "cannot delete a block's blackhole");
         }
@@ -637,11 +621,13 @@ impl Agent {
             })
     }
 
-    fn kernel_route(&self, entry: &RouteEntry) -> Option<RouteKind> {
+    /// The kernel route for a best path, encapsulated as the pools say; `None` when it must not
+    /// be in the kernel.
+    fn kernel_route(&mut self, entry: &RouteEntry) -> Option<RouteKind> {
         if !self.admits(entry.prefix, &entry.sources) {
             return None;
         }
-        let mut hops: Vec<NextHop> = entry
+        let mut gateways: Vec<IpAddr> = entry
             .best
             .paths
             .iter()
@@ -652,12 +638,21 @@ impl Agent {
                 }
                 _ => None,
             })
-            .map(|gateway| NextHop {
-                gateway,
-                interface: None,
-                onlink: false,
-            })
             .collect();
+        gateways.sort();
+        gateways.dedup();
+        let mut hops: Vec<NextHop> = if self.tunnels.active() {
+            self.tunnels.hops(&self.config, entry.prefix, &gateways)
+        } else {
+            gateways
+                .into_iter()
+                .map(|gateway| NextHop {
+                    gateway,
+                    interface: None,
+                    onlink: false,
+                })
+                .collect()
+        };
         hops.sort();
         hops.dedup();
         (!hops.is_empty()).then_some(RouteKind::Via(hops))
@@ -669,6 +664,9 @@ impl Agent {
         let mut delete = Vec::new();
         for (prefix, entry) in entries {
             let wanted = entry.as_ref().and_then(|e| self.kernel_route(e));
+            if wanted.is_none() && self.tunnels.active() {
+                self.tunnels.forget(prefix);
+            }
             match wanted {
                 Some(kind) => {
                     self.stale.remove(&prefix);
@@ -684,6 +682,10 @@ impl Agent {
                 }
             }
         }
+        if self.tunnels.active() {
+            // Neighbour and FDB entries (VXLAN) and the userspace table before the routes.
+            self.tunnels.sync().await;
+        }
         if (!replace.is_empty() || !delete.is_empty())
             && self.kernel.send((replace, delete)).await.is_err()
         {
@@ -697,6 +699,7 @@ impl Agent {
             return;
         }
         self.swept = true;
+        self.tunnels.sweep().await;
         let gone: Vec<IpNetwork> = std::mem::take(&mut self.stale).into_iter().collect();
         if !gone.is_empty() {
             info!(routes = gone.len(), "sweeping stale kernel routes");
@@ -895,11 +898,54 @@ impl Agent {
                 let _ = self.speaker.add_peer(peer.config.clone()).await;
             }
         }
+        let old = std::mem::replace(&mut self.config, config);
+        let routes_changed = self.peers != peers || encapsulation_changed(&old, &self.config);
         self.peers = peers;
-        self.config = config;
+        if encapsulation_changed(&old, &self.config) {
+            let blocks = self.blocks();
+            self.tunnels.configure(&self.config, &blocks).await;
+        }
         self.apply_blocks(&removed_blocks).await;
+        if routes_changed {
+            // Pools, filters or encapsulation changed: every learned route is computed again
+            // (only those that come out different are written).
+            self.reprogram().await;
+        }
         info!("configuration reloaded");
     }
+
+    /// Computes every kernel route again from the speaker's Loc-RIB.
+    async fn reprogram(&mut self) {
+        let mut batch = Vec::new();
+        let mut known = BTreeSet::new();
+        let mut after = None;
+        loop {
+            let Ok(page) = self.speaker.routes(after, 10_000).await else {
+                return;
+            };
+            let Some(last) = page.last() else { break };
+            after = Some(last.prefix);
+            for entry in page {
+                known.insert(entry.prefix);
+                batch.push((entry.prefix, Some(entry)));
+            }
+        }
+        for prefix in self.learned.keys().filter(|p| !known.contains(p)) {
+            batch.push((*prefix, None));
+        }
+        self.program(batch).await;
+    }
+}
+
+/// Whether the settings that shape encapsulated routes differ.
+fn encapsulation_changed(old: &Config, new: &Config) -> bool {
+    old.ip_pools != new.ip_pools
+        || old.node_address != new.node_address
+        || old.ipip_mtu != new.ipip_mtu
+        || old.vxlan_mtu != new.vxlan_mtu
+        || old.vxlan_vni != new.vxlan_vni
+        || old.vxlan_port != new.vxlan_port
+        || old.ipip_data_path != new.ipip_data_path
 }
 
 /// Reads the API blocks kept from an earlier run; invalid ones are dropped with a warning.

@@ -236,9 +236,39 @@ pub struct Config {
     /// no plain TCP listener.
     #[serde(default)]
     pub api_tcp: Option<ApiTcp>,
+    /// The IP-in-IP device's MTU (Felix's ipipMTU); the underlay interface's MTU minus 20 when
+    /// unset.
+    #[serde(rename = "ipipMTU", default)]
+    pub ipip_mtu: Option<u32>,
+    /// The VXLAN device's MTU (Felix's vxlanMTU); the underlay interface's MTU minus 50 when
+    /// unset.
+    #[serde(rename = "vxlanMTU", default)]
+    pub vxlan_mtu: Option<u32>,
+    /// The VXLAN network identifier (Felix's vxlanVNI; Calico's default, 4096).
+    #[serde(rename = "vxlanVNI", default = "default_vni")]
+    pub vxlan_vni: u32,
+    /// The VXLAN UDP port (IANA's, 4789).
+    #[serde(default = "default_vxlan_port")]
+    pub vxlan_port: u16,
+    /// How IP-in-IP is carried: `Auto` (the kernel's ipip device, else userspace), `Kernel` or
+    /// `Userspace`.
+    #[serde(default)]
+    pub ipip_data_path: IpipDataPath,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+}
+
+/// How IP-in-IP packets are carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum IpipDataPath {
+    /// The kernel's ipip device when the kernel has one, else the userspace encapsulator.
+    #[default]
+    Auto,
+    /// Only the kernel's ipip device (encapsulation fails, and says so, without it).
+    Kernel,
+    /// Always the userspace encapsulator (a TUN device and a raw socket).
+    Userspace,
 }
 
 /// The control API's TCP listener. Clients must present a certificate signed by `clientCaFile`.
@@ -397,6 +427,12 @@ fn default_state_file() -> PathBuf {
 fn default_api_socket() -> PathBuf {
     PathBuf::from("/var/run/tern/tern.sock")
 }
+fn default_vni() -> u32 {
+    4096
+}
+fn default_vxlan_port() -> u16 {
+    4789
+}
 fn default_restart_time() -> Seconds {
     Seconds(Duration::from_secs(120))
 }
@@ -517,6 +553,20 @@ impl Config {
                     "IP-in-IP carries IPv4 pools only".into(),
                 ));
             }
+            if pool.vxlan_mode != EncapMode::Never && !pool.cidr.is_ipv4() {
+                return Err(invalid(
+                    format!("ipPools[{i}].vxlanMode"),
+                    "VXLAN for IPv6 pools is not supported yet: set vxlanMode: Never".into(),
+                ));
+            }
+            if (pool.ipip_mode != EncapMode::Never || pool.vxlan_mode != EncapMode::Never)
+                && !self.node_address.is_ipv4()
+            {
+                return Err(invalid(
+                    format!("ipPools[{i}]"),
+                    "encapsulation needs an IPv4 nodeAddress (the tunnel's outer address)".into(),
+                ));
+            }
             for (j, other) in self.ip_pools.iter().enumerate().skip(i + 1) {
                 if overlaps(pool.cidr, other.cidr) {
                     return Err(invalid(
@@ -525,6 +575,33 @@ impl Config {
                     ));
                 }
             }
+        }
+        for (field, mtu) in [("ipipMTU", self.ipip_mtu), ("vxlanMTU", self.vxlan_mtu)] {
+            if let Some(mtu) = mtu
+                && !(576..=65_535).contains(&mtu)
+            {
+                return Err(invalid(
+                    field.into(),
+                    format!(
+                        "{mtu} is not a usable MTU: give 576 to 65535, or leave it out to derive it from the underlay interface"
+                    ),
+                ));
+            }
+        }
+        if self.vxlan_vni == 0 || self.vxlan_vni > 0xff_ffff {
+            return Err(invalid(
+                "vxlanVNI".into(),
+                format!(
+                    "{} does not fit VXLAN's 24 bits: give 1 to 16777215",
+                    self.vxlan_vni
+                ),
+            ));
+        }
+        if self.vxlan_port == 0 {
+            return Err(invalid(
+                "vxlanPort".into(),
+                "must not be 0 (IANA's is 4789)".into(),
+            ));
         }
         for (i, block) in self.blocks.iter().enumerate() {
             if let Err(error) = self.check_block(*block, &self.blocks[..i]) {

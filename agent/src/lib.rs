@@ -9,3 +9,4 @@ pub mod agent;
 pub mod api;
 pub mod config;
 pub mod routes;
+pub mod tunnel;

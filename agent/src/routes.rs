@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_core::{
-    ErrorMessage, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
-    NetlinkMessage, NetlinkPayload,
+    ErrorMessage, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
+    NetlinkPayload,
 };
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::RouteNetlinkMessage;
@@ -26,7 +26,7 @@ use rtnetlink::packet_route::route::{
     RouteType, RouteVia,
 };
 use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
-use rtnetlink::{Handle, RouteMessageBuilder, RouteNextHopBuilder};
+use rtnetlink::{Handle, RouteMessageBuilder};
 
 /// How many octets of requests go into one sendmsg.
 const BATCH_OCTETS: usize = 64 * 1024;
@@ -95,11 +95,186 @@ pub struct Programmer {
 /// The write path: route requests packed many per sendmsg on one netlink socket, without an ACK
 /// each. The kernel still answers every failure (with the request's sequence number), and one
 /// ACK on the last request marks the end of a batch. rtnetlink's future-per-request path costs
-/// about twice as much per route (measured with `examples/kernel_bench.rs`), so writes bypass it.
+/// about twice as much per route (measured with `examples/kernel_bench.rs`), and its message
+/// builder allocates for every attribute, so requests are encoded here by hand ([`encode`]).
 #[derive(Debug)]
 struct Writer {
     socket: Socket,
+}
+
+/// A batch of encoded requests: sendmsg-sized chunks, and the prefix of each request (request
+/// `i` carries sequence number `i + 1`; the last one asks for an ACK).
+#[derive(Debug, Default)]
+struct Encoded {
+    chunks: Vec<Vec<u8>>,
+    prefixes: Vec<IpNetwork>,
+}
+
+impl Encoded {
+    /// Appends one request, starting a new chunk when the current one is full.
+    fn push(&mut self, prefix: IpNetwork, encode: impl FnOnce(&mut Vec<u8>, u32)) {
+        if self
+            .chunks
+            .last()
+            .is_none_or(|chunk| chunk.len() >= BATCH_OCTETS)
+        {
+            self.chunks.push(Vec::with_capacity(BATCH_OCTETS + 512));
+        }
+        self.prefixes.push(prefix);
+        let sequence = self.prefixes.len() as u32;
+        if let Some(chunk) = self.chunks.last_mut() {
+            encode(chunk, sequence);
+        }
+    }
+
+    /// Sets NLM_F_ACK on the last request.
+    fn finish(&mut self, last_offset: usize) {
+        if let Some(flags) = self
+            .chunks
+            .last_mut()
+            .and_then(|chunk| chunk.get_mut(last_offset + 6..last_offset + 8))
+        {
+            let value = u16::from_ne_bytes([flags[0], flags[1]]) | NLM_F_ACK;
+            flags.copy_from_slice(&value.to_ne_bytes());
+        }
+    }
+}
+
+// rtnetlink constants (linux/rtnetlink.h).
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RTA_PRIORITY: u16 = 6;
+const RTA_MULTIPATH: u16 = 9;
+const RTA_TABLE: u16 = 15;
+const RTN_UNSPEC: u8 = 0;
+const RTN_UNICAST: u8 = 1;
+const RTN_BLACKHOLE: u8 = 6;
+const RTNH_F_ONLINK: u8 = 4;
+const RT_TABLE_COMPAT: u8 = 252;
+
+fn put_attribute(buffer: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    let length = 4 + payload.len();
+    buffer.extend_from_slice(&(length as u16).to_ne_bytes());
+    buffer.extend_from_slice(&kind.to_ne_bytes());
+    buffer.extend_from_slice(payload);
+    buffer.resize(buffer.len() + (4 - length % 4) % 4, 0);
+}
+
+fn address_octets(address: IpAddr) -> ([u8; 16], usize) {
+    let mut octets = [0; 16];
+    match address {
+        IpAddr::V4(a) => {
+            octets[..4].copy_from_slice(&a.octets());
+            (octets, 4)
+        }
+        IpAddr::V6(a) => {
+            octets.copy_from_slice(&a.octets());
+            (octets, 16)
+        }
+    }
+}
+
+/// Encodes one RTM_NEWROUTE (`route`) or RTM_DELROUTE (`route.kind` ignored: any type of ours
+/// matches) with our table, protocol and metric, and returns where it starts in `buffer`.
+fn encode(
+    buffer: &mut Vec<u8>,
     sequence: u32,
+    flags: u16,
+    tag: RouteTag,
+    prefix: IpNetwork,
+    kind: Option<&RouteKind>,
+) -> usize {
+    let start = buffer.len();
+    let message_type = if kind.is_some() {
+        RTM_NEWROUTE
+    } else {
+        RTM_DELROUTE
+    };
+    // nlmsghdr: length (patched below), type, flags, sequence, port id.
+    buffer.extend_from_slice(&0u32.to_ne_bytes());
+    buffer.extend_from_slice(&message_type.to_ne_bytes());
+    buffer.extend_from_slice(&flags.to_ne_bytes());
+    buffer.extend_from_slice(&sequence.to_ne_bytes());
+    buffer.extend_from_slice(&0u32.to_ne_bytes());
+    // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
+    let family = if prefix.is_ipv4() {
+        libc_af_inet()
+    } else {
+        libc_af_inet6()
+    };
+    let route_type = match kind {
+        None => RTN_UNSPEC,
+        Some(RouteKind::Blackhole) => RTN_BLACKHOLE,
+        Some(RouteKind::Via(_)) => RTN_UNICAST,
+    };
+    let onlink = match kind {
+        Some(RouteKind::Via(hops)) if hops.len() == 1 => hops.first().is_some_and(|h| h.onlink),
+        _ => false,
+    };
+    let table = u8::try_from(tag.table).unwrap_or(RT_TABLE_COMPAT);
+    buffer.extend_from_slice(&[
+        family,
+        prefix.prefix(),
+        0,
+        0,
+        table,
+        tag.protocol,
+        0, // RT_SCOPE_UNIVERSE
+        route_type,
+    ]);
+    let route_flags: u32 = if onlink { u32::from(RTNH_F_ONLINK) } else { 0 };
+    buffer.extend_from_slice(&route_flags.to_ne_bytes());
+    let (octets, length) = address_octets(prefix.network());
+    put_attribute(buffer, RTA_DST, &octets[..length]);
+    if tag.table > 255 {
+        put_attribute(buffer, RTA_TABLE, &tag.table.to_ne_bytes());
+    }
+    if let Some(metric) = tag.metric {
+        put_attribute(buffer, RTA_PRIORITY, &metric.to_ne_bytes());
+    }
+    match kind {
+        Some(RouteKind::Via(hops)) if hops.len() == 1 => {
+            if let Some(hop) = hops.first() {
+                let (octets, length) = address_octets(hop.gateway);
+                put_attribute(buffer, RTA_GATEWAY, &octets[..length]);
+                if let Some(index) = hop.interface {
+                    put_attribute(buffer, RTA_OIF, &index.to_ne_bytes());
+                }
+            }
+        }
+        Some(RouteKind::Via(hops)) => {
+            // RTA_MULTIPATH: an rtnexthop (length, flags, hops, ifindex) per hop, each followed
+            // by its RTA_GATEWAY.
+            let mut nested = Vec::with_capacity(hops.len() * 28);
+            for hop in hops {
+                let (octets, length) = address_octets(hop.gateway);
+                let size = 8 + 4 + length;
+                nested.extend_from_slice(&(size as u16).to_ne_bytes());
+                nested.push(if hop.onlink { RTNH_F_ONLINK } else { 0 });
+                nested.push(0);
+                nested.extend_from_slice(&hop.interface.unwrap_or(0).to_ne_bytes());
+                put_attribute(&mut nested, RTA_GATEWAY, &octets[..length]);
+            }
+            put_attribute(buffer, RTA_MULTIPATH, &nested);
+        }
+        _ => {}
+    }
+    let length = (buffer.len() - start) as u32;
+    if let Some(field) = buffer.get_mut(start..start + 4) {
+        field.copy_from_slice(&length.to_ne_bytes());
+    }
+    start
+}
+
+fn libc_af_inet() -> u8 {
+    2
+}
+
+fn libc_af_inet6() -> u8 {
+    10
 }
 
 impl Writer {
@@ -107,47 +282,19 @@ impl Writer {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(Writer {
-            socket,
-            sequence: 0,
-        })
+        Ok(Writer { socket })
     }
 
-    /// Sends every message and returns those the kernel refused, with its error.
-    fn send(
-        &mut self,
-        messages: Vec<(IpNetwork, RouteNetlinkMessage)>,
-        flags: u16,
-    ) -> Vec<(IpNetwork, ErrorMessage)> {
-        let first = self.sequence.wrapping_add(1);
-        let count = messages.len();
-        let mut prefixes = Vec::with_capacity(count);
-        let mut buffer = Vec::with_capacity(BATCH_OCTETS + 1024);
+    /// Sends every request and returns those the kernel refused, with its error.
+    fn send(&mut self, batch: &Encoded) -> Vec<(IpNetwork, ErrorMessage)> {
         let mut failures = Vec::new();
-        for (i, (prefix, payload)) in messages.into_iter().enumerate() {
-            self.sequence = self.sequence.wrapping_add(1);
-            let mut header = NetlinkHeader::default();
-            header.flags = flags;
-            header.sequence_number = self.sequence;
-            let last = i + 1 == count;
-            if last {
-                header.flags |= NLM_F_ACK;
-            }
-            let mut message = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(payload));
-            message.finalize();
-            let start = buffer.len();
-            buffer.resize(start + message.buffer_len(), 0);
-            message.serialize(&mut buffer[start..]);
-            prefixes.push(prefix);
-            if buffer.len() >= BATCH_OCTETS || last {
-                if let Err(error) = self.socket.send(&buffer, 0) {
-                    tracing::warn!(%error, "netlink send failed");
-                }
-                buffer.clear();
+        for chunk in &batch.chunks {
+            if let Err(error) = self.socket.send(chunk, 0) {
+                tracing::warn!(%error, "netlink send failed");
             }
         }
         // Read up to the ACK of the last request, collecting the failures before it.
-        let last = self.sequence;
+        let last = batch.prefixes.len() as u32;
         'read: loop {
             let data = match self.socket.recv_from_full() {
                 Ok((data, _)) => data,
@@ -167,8 +314,8 @@ impl Writer {
                 let sequence = message.header.sequence_number;
                 if let NetlinkPayload::Error(error) = message.payload {
                     if error.code.is_some() {
-                        let index = sequence.wrapping_sub(first) as usize;
-                        if let Some(prefix) = prefixes.get(index) {
+                        let index = sequence.wrapping_sub(1) as usize;
+                        if let Some(prefix) = batch.prefixes.get(index) {
                             failures.push((*prefix, error));
                         }
                     }
@@ -202,90 +349,38 @@ impl Programmer {
         self.tag
     }
 
-    fn message(&self, route: &KernelRoute) -> RouteMessage {
-        let mut builder = RouteMessageBuilder::<IpAddr>::new()
-            .destination_prefix(route.prefix.ip(), route.prefix.prefix())
-            .unwrap_or_else(|_| RouteMessageBuilder::<IpAddr>::new())
-            .table_id(self.tag.table)
-            .protocol(RouteProtocol::from(self.tag.protocol));
-        if let Some(metric) = self.tag.metric {
-            builder = builder.priority(metric);
-        }
-        match &route.kind {
-            RouteKind::Blackhole => builder
-                .kind(RouteType::BlackHole)
-                .scope(RouteScope::Universe)
-                .build(),
-            RouteKind::Via(hops) if hops.len() == 1 => {
-                let hop = hops[0];
-                let mut builder = builder.kind(RouteType::Unicast);
-                builder = match builder.clone().gateway(hop.gateway) {
-                    Ok(b) => b,
-                    Err(_) => builder,
-                };
-                if let Some(index) = hop.interface {
-                    builder = builder.output_interface(index);
-                }
-                if hop.onlink {
-                    builder = builder.onlink();
-                }
-                builder.build()
-            }
-            RouteKind::Via(hops) => {
-                let family = if route.prefix.is_ipv4() {
-                    AddressFamily::Inet
-                } else {
-                    AddressFamily::Inet6
-                };
-                let nexthops = hops
-                    .iter()
-                    .filter_map(|hop| {
-                        let mut b = RouteNextHopBuilder::new(family).via(hop.gateway).ok()?;
-                        if let Some(index) = hop.interface {
-                            b = b.interface(index);
-                        }
-                        if hop.onlink {
-                            b = b.onlink();
-                        }
-                        Some(b.build())
-                    })
-                    .collect();
-                builder.kind(RouteType::Unicast).multipath(nexthops).build()
-            }
-        }
-    }
-
     /// Installs or replaces every route. Returns the failures.
     pub async fn replace(&self, routes: &[KernelRoute]) -> Vec<RouteError> {
-        let messages: Vec<(IpNetwork, RouteNetlinkMessage)> = routes
-            .iter()
-            .map(|route| {
-                (
-                    route.prefix,
-                    RouteNetlinkMessage::NewRoute(self.message(route)),
-                )
-            })
-            .collect();
+        let mut batch = Encoded::default();
+        let mut last = 0;
         let flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE;
-        self.write("install", messages, flags, false).await
+        for route in routes {
+            batch.push(route.prefix, |buffer, sequence| {
+                last = encode(
+                    buffer,
+                    sequence,
+                    flags,
+                    self.tag,
+                    route.prefix,
+                    Some(&route.kind),
+                );
+            });
+        }
+        batch.finish(last);
+        self.write("install", batch, false).await
     }
 
     /// Deletes our routes to these prefixes; a route already gone is not an error.
     pub async fn delete(&self, prefixes: &[IpNetwork]) -> Vec<RouteError> {
-        let messages: Vec<(IpNetwork, RouteNetlinkMessage)> = prefixes
-            .iter()
-            .map(|prefix| {
-                let route = KernelRoute {
-                    prefix: *prefix,
-                    kind: RouteKind::Blackhole,
-                };
-                let mut message = self.message(&route);
-                // Match any type: the route may be a blackhole or unicast.
-                message.header.kind = RouteType::Unspec;
-                (*prefix, RouteNetlinkMessage::DelRoute(message))
-            })
-            .collect();
-        self.write("delete", messages, NLM_F_REQUEST, true).await
+        let mut batch = Encoded::default();
+        let mut last = 0;
+        for prefix in prefixes {
+            batch.push(*prefix, |buffer, sequence| {
+                last = encode(buffer, sequence, NLM_F_REQUEST, self.tag, *prefix, None);
+            });
+        }
+        batch.finish(last);
+        self.write("delete", batch, true).await
     }
 
     /// Sends the requests on the batch socket, off the async threads: the kernel handles each
@@ -293,11 +388,10 @@ impl Programmer {
     async fn write(
         &self,
         operation: &'static str,
-        messages: Vec<(IpNetwork, RouteNetlinkMessage)>,
-        flags: u16,
+        batch: Encoded,
         ignore_missing: bool,
     ) -> Vec<RouteError> {
-        if messages.is_empty() {
+        if batch.prefixes.is_empty() {
             return Vec::new();
         }
         let writer = self.writer.clone();
@@ -305,7 +399,7 @@ impl Programmer {
             let mut writer = writer
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            writer.send(messages, flags)
+            writer.send(&batch)
         })
         .await
         .unwrap_or_default();
@@ -433,4 +527,191 @@ fn route_address(address: &RouteAddress) -> Option<IpAddr> {
 /// ESRCH: "No such process", what the kernel answers for a route that is not there.
 fn libc_esrch() -> i32 {
     3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtnetlink::RouteNextHopBuilder;
+
+    const TAG: RouteTag = RouteTag {
+        table: 254,
+        protocol: 12,
+        metric: Some(1024),
+    };
+
+    /// The same request built with rtnetlink's builder, the reference for [`encode`].
+    fn reference(prefix: IpNetwork, kind: &RouteKind) -> RouteMessage {
+        let mut builder = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(prefix.ip(), prefix.prefix())
+            .unwrap()
+            .table_id(TAG.table)
+            .protocol(RouteProtocol::from(TAG.protocol))
+            .priority(1024);
+        match kind {
+            RouteKind::Blackhole => builder.kind(RouteType::BlackHole).build(),
+            RouteKind::Via(hops) if hops.len() == 1 => {
+                let hop = hops[0];
+                builder = builder
+                    .kind(RouteType::Unicast)
+                    .gateway(hop.gateway)
+                    .unwrap();
+                if let Some(index) = hop.interface {
+                    builder = builder.output_interface(index);
+                }
+                if hop.onlink {
+                    builder = builder.onlink();
+                }
+                builder.build()
+            }
+            RouteKind::Via(hops) => {
+                let family = if prefix.is_ipv4() {
+                    AddressFamily::Inet
+                } else {
+                    AddressFamily::Inet6
+                };
+                let nexthops = hops
+                    .iter()
+                    .map(|hop| {
+                        let mut b = RouteNextHopBuilder::new(family).via(hop.gateway).unwrap();
+                        if let Some(index) = hop.interface {
+                            b = b.interface(index);
+                        }
+                        if hop.onlink {
+                            b = b.onlink();
+                        }
+                        b.build()
+                    })
+                    .collect();
+                builder.kind(RouteType::Unicast).multipath(nexthops).build()
+            }
+        }
+    }
+
+    fn decoded(prefix: IpNetwork, kind: &RouteKind) -> RouteMessage {
+        let mut buffer = Vec::new();
+        encode(&mut buffer, 7, NLM_F_REQUEST, TAG, prefix, Some(kind));
+        let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buffer).unwrap();
+        assert_eq!(message.header.length as usize, buffer.len());
+        assert_eq!(message.header.sequence_number, 7);
+        match message.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(route)) => route,
+            other => panic!("not a new route: {other:?}"),
+        }
+    }
+
+    fn sorted(message: &RouteMessage) -> Vec<String> {
+        let mut attributes: Vec<String> = message
+            .attributes
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect();
+        attributes.sort();
+        attributes
+    }
+
+    #[test]
+    fn hand_encoded_routes_read_back_as_rtnetlink_builds_them() {
+        let hop = |gateway: &str, interface: Option<u32>, onlink: bool| NextHop {
+            gateway: gateway.parse().unwrap(),
+            interface,
+            onlink,
+        };
+        let cases: Vec<(&str, RouteKind)> = vec![
+            ("10.244.1.0/26", RouteKind::Blackhole),
+            (
+                "10.244.2.0/26",
+                RouteKind::Via(vec![hop("10.0.0.12", None, false)]),
+            ),
+            (
+                "10.244.3.0/26",
+                RouteKind::Via(vec![hop("10.1.2.13", Some(9), true)]),
+            ),
+            (
+                "10.244.4.0/26",
+                RouteKind::Via(vec![
+                    hop("10.0.0.12", None, false),
+                    hop("10.0.0.13", None, false),
+                ]),
+            ),
+            (
+                "10.244.5.0/26",
+                RouteKind::Via(vec![
+                    hop("10.1.2.13", Some(9), true),
+                    hop("10.1.2.14", Some(9), true),
+                ]),
+            ),
+            (
+                "fd00:244::/64",
+                RouteKind::Via(vec![hop("fd00::12", None, false)]),
+            ),
+            (
+                "fd00:245::/64",
+                RouteKind::Via(vec![
+                    hop("fd00::12", None, false),
+                    hop("fd00::13", None, false),
+                ]),
+            ),
+        ];
+        for (prefix, kind) in cases {
+            let prefix: IpNetwork = prefix.parse().unwrap();
+            let ours = decoded(prefix, &kind);
+            let theirs = reference(prefix, &kind);
+            assert_eq!(ours.header, theirs.header, "{prefix}");
+            assert_eq!(sorted(&ours), sorted(&theirs), "{prefix}");
+        }
+    }
+
+    #[test]
+    fn a_delete_matches_any_type_of_our_protocol() {
+        let mut buffer = Vec::new();
+        let prefix: IpNetwork = "10.244.1.0/26".parse().unwrap();
+        encode(&mut buffer, 1, NLM_F_REQUEST, TAG, prefix, None);
+        let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buffer).unwrap();
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(route)) = message.payload
+        else {
+            panic!("not a delete");
+        };
+        assert_eq!(route.header.kind, RouteType::Unspec);
+        assert_eq!(u8::from(route.header.protocol), 12);
+        assert_eq!(route.header.destination_prefix_length, 26);
+    }
+
+    #[test]
+    fn only_the_last_request_of_a_batch_asks_for_an_ack() {
+        let mut batch = Encoded::default();
+        let mut last = 0;
+        for i in 0..5000u32 {
+            let prefix = IpNetwork::new(IpAddr::V4((0x0a00_0000 + (i << 8)).into()), 24).unwrap();
+            batch.push(prefix, |buffer, sequence| {
+                last = encode(
+                    buffer,
+                    sequence,
+                    NLM_F_REQUEST,
+                    TAG,
+                    prefix,
+                    Some(&RouteKind::Blackhole),
+                );
+            });
+        }
+        batch.finish(last);
+        assert!(
+            batch.chunks.len() > 1,
+            "5000 requests span several sendmsgs"
+        );
+        let mut seen = 0;
+        for chunk in &batch.chunks {
+            assert!(chunk.len() <= BATCH_OCTETS + 512);
+            let mut offset = 0;
+            while offset < chunk.len() {
+                let message =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&chunk[offset..]).unwrap();
+                seen += 1;
+                assert_eq!(message.header.sequence_number, seen);
+                assert_eq!(message.header.flags & NLM_F_ACK != 0, seen == 5000);
+                offset += message.header.length as usize;
+            }
+        }
+        assert_eq!(seen, 5000);
+    }
 }

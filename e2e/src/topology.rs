@@ -906,6 +906,7 @@ mod tests {
             "mesh3.clab.yml",
             "mesh3-tor.clab.yml",
             "leaf-spine.clab.yml",
+            "overlay.clab.yml",
             "interop.clab.yml",
             "rr.clab.yml",
         ] {

@@ -1,0 +1,1327 @@
+//! The userspace IP-in-IP data path (RFC 2003), for kernels without the `ipip` module.
+//!
+//! The kernel routes pod traffic for other nodes into a TUN device (`tunl0`, Calico's name, so
+//! runbooks keep working). One thread reads those packets, picks the node behind the longest
+//! matching prefix and sends each packet on a raw `IPPROTO_IPIP` socket, so the kernel prepends
+//! the outer header (protocol 4): the packets on the wire are standard RFC 2003 and a kernel ipip
+//! peer (Calico's `tunl0`) takes them. A second thread receives IP-in-IP from the wire, accepts
+//! it only from the node addresses in the table (as Calico does), strips the outer header and
+//! writes the inner packet into the TUN device.
+//!
+//! RFC 2003 section 5.1: an inner packet with DF set leaves with DF set (a socket with
+//! `IP_PMTUDISC_DO`); without DF the outer header may be fragmented (a second socket with
+//! `IP_PMTUDISC_DONT`). When the underlay path MTU has shrunk below a DF packet, the sender gets
+//! ICMP "fragmentation needed" (RFC 1191) with the path MTU less 20. The TUN device's MTU (the
+//! underlay MTU less 20) makes the kernel answer that for packets too big for the tunnel itself.
+//! The outer TOS copies the inner one, with the ECN field handled as RFC 6040's normal mode:
+//! set per packet through an `IP_TOS` control message, and an outer CE mark is carried into an
+//! ECN-capable inner packet on the way out.
+//!
+//! The device is persistent (`TUNSETPERSIST`): the kernel routes through it survive a restart of
+//! ternd; [`delete_device`] removes it when encapsulation is turned off.
+//!
+//! Limits: packets are dropped while ternd is down; every packet costs a system call in each
+//! direction, so throughput is below the kernel's; the outer TTL is the kernel default.
+//! Where the underlay NIC does GRO, it may merge IP-in-IP TCP segments into one large packet
+//! before it reaches the raw socket: such a packet goes into the device whole, which is fine
+//! for local pods but one too big for the next hop's MTU is refused when forwarded.
+//!
+//! The packet logic ([`Table`], [`outbound`], [`inbound`], [`fragmentation_needed`]) is pure;
+//! the system calls sit at the end of the file.
+#![allow(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, PipeReader, PipeWriter, Read, Write};
+use std::mem::size_of;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::thread::JoinHandle;
+
+use ipnetwork::Ipv4Network;
+use tracing::{debug, warn};
+
+/// IP protocol number of IP-in-IP (RFC 2003 section 3).
+const PROTOCOL_IPIP: u8 = 4;
+/// Length of an IPv4 header without options.
+const IPV4_HEADER: usize = 20;
+/// The largest IPv4 packet.
+const MAX_PACKET: usize = 65535;
+/// The smallest MTU an IPv4 link may have (RFC 791).
+const MIN_MTU: u32 = 68;
+/// How long a thread sleeps in `poll` before it looks at the stop flag again.
+const POLL_MS: libc::c_int = 1000;
+/// The ECN field of the TOS octet (RFC 3168 section 5).
+const ECN_MASK: u8 = 0b11;
+const ECN_NOT_ECT: u8 = 0b00;
+const ECN_ECT_0: u8 = 0b10;
+const ECN_CE: u8 = 0b11;
+
+/// What the data path has done since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets sent to another node.
+    pub encapsulated_packets: u64,
+    /// Inner octets of those.
+    pub encapsulated_bytes: u64,
+    /// Packets received from another node and written into the device.
+    pub decapsulated_packets: u64,
+    /// Inner octets of those.
+    pub decapsulated_bytes: u64,
+    /// Packets from the device whose destination no route covers, dropped.
+    pub no_route: u64,
+    /// IP-in-IP packets from an address that is no node in the table, dropped.
+    pub unknown_source: u64,
+    /// DF packets too big for the underlay path, answered with "fragmentation needed".
+    pub too_big: u64,
+    /// Sending on the underlay or writing into the device failed.
+    pub send_errors: u64,
+    /// IP-in-IP packets whose inner packet is no sane IPv4 packet, or that RFC 6040 says to
+    /// drop (an outer CE mark on an inner packet that is not ECN-capable).
+    pub invalid: u64,
+}
+
+/// A running userspace IP-in-IP data path on one TUN device. Dropping it stops the threads;
+/// the device stays.
+pub struct UserspaceIpip {
+    name: String,
+    ifindex: u32,
+    /// An `AF_INET` datagram socket opened in the device's namespace, for its ioctls.
+    control: OwnedFd,
+    shared: Arc<Shared>,
+    /// Dropping it wakes the threads out of `poll`.
+    wake: Option<PipeWriter>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for UserspaceIpip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserspaceIpip")
+            .field("name", &self.name)
+            .field("ifindex", &self.ifindex)
+            .field("counters", &self.counters())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What both threads use.
+#[derive(Debug)]
+struct Shared {
+    tun: File,
+    /// Sends inner packets with DF (`IP_PMTUDISC_DO`) and receives all IP-in-IP.
+    strict: OwnedFd,
+    /// Sends inner packets without DF (`IP_PMTUDISC_DONT`); a filter keeps its queue empty.
+    fragmenting: OwnedFd,
+    routes: Routes,
+    counters: CounterCells,
+    stop: AtomicBool,
+}
+
+impl UserspaceIpip {
+    /// Creates (or re-attaches to) the TUN device `name` (persistent, so kernel routes through it
+    /// survive a restart of ternd), sets its MTU, brings it up, opens the raw sockets bound to
+    /// `local` (the node's underlay address) and starts the two forwarding threads. Runs in the
+    /// network namespace where the device lives; every socket stays there.
+    pub fn start(name: &str, local: Ipv4Addr, mtu: u32) -> io::Result<UserspaceIpip> {
+        let tun = open_tun(name).map_err(|e| context(e, format!("cannot attach TUN {name}")))?;
+        set_persist(&tun, true)
+            .map_err(|e| context(e, format!("cannot make {name} persistent")))?;
+        let control = socket(libc::SOCK_DGRAM, 0)?;
+        set_interface_mtu(&control, name, mtu)?;
+        set_interface_up(&control, name)?;
+        let ifindex = interface_index(&control, name)?;
+        let strict = raw_ipip_socket(local, libc::IP_PMTUDISC_DO)
+            .map_err(|e| context(e, format!("cannot open a raw IP-in-IP socket on {local}")))?;
+        let fragmenting = raw_ipip_socket(local, libc::IP_PMTUDISC_DONT)
+            .map_err(|e| context(e, format!("cannot open a raw IP-in-IP socket on {local}")))?;
+        receive_nothing(&fragmenting)?;
+        // Connected to a node when a DF packet does not fit, to read the path MTU.
+        let probe = UdpSocket::bind((local, 0))?;
+        let (wake_reader, wake) = io::pipe()?;
+        let wake_reader = Arc::new(wake_reader);
+
+        let shared = Arc::new(Shared {
+            tun,
+            strict,
+            fragmenting,
+            routes: Routes::default(),
+            counters: CounterCells::default(),
+            stop: AtomicBool::new(false),
+        });
+        let mut device = UserspaceIpip {
+            name: name.to_owned(),
+            ifindex,
+            control,
+            shared: Arc::clone(&shared),
+            wake: Some(wake),
+            threads: Vec::new(),
+        };
+        let (encap_shared, encap_wake) = (Arc::clone(&shared), Arc::clone(&wake_reader));
+        device.threads.push(
+            std::thread::Builder::new()
+                .name("ipip-encap".into())
+                .spawn(move || encapsulate(&encap_shared, &encap_wake, &probe))?,
+        );
+        device.threads.push(
+            std::thread::Builder::new()
+                .name("ipip-decap".into())
+                .spawn(move || decapsulate(&shared, &wake_reader))?,
+        );
+        debug!(device = name, ifindex, %local, mtu, "userspace IP-in-IP started");
+        Ok(device)
+    }
+
+    /// The device's interface index.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// The device's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Replaces the forwarding table: inner destination prefix -> the underlay addresses of the
+    /// nodes behind it. With several, a flow (inner source, destination, protocol and ports)
+    /// always takes the same one. The node addresses are also the outer sources accepted.
+    pub fn set_routes(&self, routes: Vec<(Ipv4Network, Vec<Ipv4Addr>)>) {
+        self.shared.routes.replace(Table::new(routes));
+    }
+
+    /// What the data path has done since it started.
+    pub fn counters(&self) -> Counters {
+        self.shared.counters.snapshot()
+    }
+
+    /// Sets the device's MTU (the underlay MTU less 20).
+    pub fn set_mtu(&self, mtu: u32) -> io::Result<()> {
+        set_interface_mtu(&self.control, &self.name, mtu)
+    }
+}
+
+impl Drop for UserspaceIpip {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        // Closing the pipe's writing end wakes both threads out of `poll`.
+        drop(self.wake.take());
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                warn!(device = %self.name, "an IP-in-IP thread panicked");
+            }
+        }
+    }
+}
+
+/// Removes the persistent TUN device `name` from the calling thread's network namespace (when
+/// encapsulation is turned off): attaches to it and clears `TUNSETPERSIST`, so it goes when the
+/// descriptor closes. A missing device is fine; one still attached elsewhere fails with `EBUSY`.
+pub fn delete_device(name: &str) -> io::Result<()> {
+    let control = socket(libc::SOCK_DGRAM, 0)?;
+    match interface_index(&control, name) {
+        Err(error) if error.raw_os_error() == Some(libc::ENODEV) => return Ok(()),
+        Err(error) => return Err(error),
+        Ok(_) => {}
+    }
+    let tun = open_tun(name).map_err(|e| context(e, format!("cannot attach TUN {name}")))?;
+    set_persist(&tun, false)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The forwarding table.
+// ---------------------------------------------------------------------------------------------
+
+/// Inner destination prefixes and the nodes behind them, for longest-prefix match: one sorted
+/// level per prefix length present, longest first (pod blocks make one or two levels).
+#[derive(Debug, Default)]
+struct Table {
+    levels: Vec<Level>,
+    /// Every node address in the table, sorted: the outer sources accepted.
+    nodes: Vec<u32>,
+}
+
+/// The prefixes of one length, sorted by network.
+#[derive(Debug)]
+struct Level {
+    mask: u32,
+    length: u8,
+    entries: Vec<(u32, Box<[Ipv4Addr]>)>,
+}
+
+impl Table {
+    /// Duplicate prefixes merge their nodes; prefixes without nodes are left out.
+    fn new(routes: Vec<(Ipv4Network, Vec<Ipv4Addr>)>) -> Table {
+        let mut merged: BTreeMap<(u8, u32), Vec<Ipv4Addr>> = BTreeMap::new();
+        for (prefix, nodes) in routes {
+            merged
+                .entry((prefix.prefix(), u32::from(prefix.network())))
+                .or_default()
+                .extend(nodes);
+        }
+        let mut table = Table::default();
+        // Longest first; within a length, networks ascending.
+        let mut by_length: Vec<_> = merged.into_iter().collect();
+        by_length.sort_by(|a, b| b.0.0.cmp(&a.0.0).then(a.0.1.cmp(&b.0.1)));
+        for ((length, network), mut nodes) in by_length {
+            // Sorted, so the choice of a flow's node does not depend on the order given.
+            nodes.sort();
+            nodes.dedup();
+            if nodes.is_empty() {
+                continue;
+            }
+            table.nodes.extend(nodes.iter().map(|n| u32::from(*n)));
+            let entry = (network, nodes.into_boxed_slice());
+            match table.levels.last_mut() {
+                Some(level) if level.length == length => level.entries.push(entry),
+                _ => table.levels.push(Level {
+                    mask: mask(length),
+                    length,
+                    entries: vec![entry],
+                }),
+            }
+        }
+        table.nodes.sort_unstable();
+        table.nodes.dedup();
+        table
+    }
+
+    /// The nodes behind the longest prefix holding `destination`.
+    fn lookup(&self, destination: u32) -> Option<&[Ipv4Addr]> {
+        self.levels.iter().find_map(|level| {
+            let key = destination & level.mask;
+            let index = level.entries.binary_search_by_key(&key, |e| e.0).ok()?;
+            level.entries.get(index).map(|e| &*e.1)
+        })
+    }
+
+    /// Whether `address` is one of the nodes.
+    fn knows(&self, address: u32) -> bool {
+        self.nodes.binary_search(&address).is_ok()
+    }
+}
+
+fn mask(length: u8) -> u32 {
+    u32::MAX
+        .checked_shl(32_u32.saturating_sub(u32::from(length)))
+        .unwrap_or(0)
+}
+
+/// The table, replaced whole by the agent. Each thread keeps its own `Arc` of the current table
+/// and takes the lock only when the generation says it was replaced.
+#[derive(Debug, Default)]
+struct Routes {
+    generation: AtomicU64,
+    table: RwLock<Arc<Table>>,
+}
+
+impl Routes {
+    fn replace(&self, table: Table) {
+        *self.table.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The current table, refreshing `cached` if it was replaced.
+    fn current<'a>(&self, cached: &'a mut (u64, Arc<Table>)) -> &'a Table {
+        let generation = self.generation.load(Ordering::Acquire);
+        if cached.0 != generation {
+            let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+            *cached = (generation, Arc::clone(&table));
+        }
+        &cached.1
+    }
+
+    fn snapshot(&self) -> (u64, Arc<Table>) {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        (self.generation.load(Ordering::Acquire), Arc::clone(&table))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packets.
+// ---------------------------------------------------------------------------------------------
+
+/// The fields of an IPv4 header (RFC 791 section 3.1) the data path reads.
+///
+/// ```text
+///  0                   1                   2                   3
+///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |Version|  IHL  |Type of Service|          Total Length         |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |         Identification        |Flags|      Fragment Offset    |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |  Time to Live |    Protocol   |         Header Checksum       |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                       Source Address                          |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                    Destination Address                        |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |                    Options                    |    Padding    |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
+    /// IHL in octets.
+    header_length: usize,
+    tos: u8,
+    total_length: usize,
+    /// Flags: don't fragment.
+    dont_fragment: bool,
+    /// More fragments set or a fragment offset: the ports are not in every piece.
+    fragment: bool,
+    /// Not the first piece of a fragmented packet.
+    later_fragment: bool,
+    protocol: u8,
+    source: u32,
+    destination: u32,
+}
+
+impl Header {
+    /// The header `packet` starts with, if it is IPv4, well formed and its total length fits.
+    fn parse(packet: &[u8]) -> Option<Header> {
+        let fixed: &[u8; IPV4_HEADER] = packet.get(..IPV4_HEADER)?.try_into().ok()?;
+        let header_length = usize::from(fixed[0] & 0x0f) * 4;
+        let total_length = usize::from(u16::from_be_bytes([fixed[2], fixed[3]]));
+        let well_formed = fixed[0] >> 4 == 4
+            && header_length >= IPV4_HEADER
+            && total_length >= header_length
+            && total_length <= packet.len();
+        if !well_formed {
+            return None;
+        }
+        let flags_offset = u16::from_be_bytes([fixed[6], fixed[7]]);
+        let offset = flags_offset & 0x1fff;
+        Some(Header {
+            header_length,
+            tos: fixed[1],
+            total_length,
+            dont_fragment: flags_offset & 0x4000 != 0,
+            fragment: flags_offset & 0x2000 != 0 || offset != 0,
+            later_fragment: offset != 0,
+            protocol: fixed[9],
+            source: u32::from_be_bytes([fixed[12], fixed[13], fixed[14], fixed[15]]),
+            destination: u32::from_be_bytes([fixed[16], fixed[17], fixed[18], fixed[19]]),
+        })
+    }
+}
+
+/// What to do with a packet the kernel routed into the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outbound {
+    /// Send the first `length` octets to `node`, on the DF socket if `dont_fragment`, with `tos`
+    /// in the outer header.
+    Send {
+        node: Ipv4Addr,
+        length: usize,
+        dont_fragment: bool,
+        tos: u8,
+    },
+    /// Not IPv4 (the kernel may route IPv6 into any device): ignored.
+    NotIpv4,
+    /// No prefix holds the destination.
+    NoRoute,
+}
+
+fn outbound(packet: &[u8], table: &Table) -> Outbound {
+    let Some(header) = Header::parse(packet) else {
+        return Outbound::NotIpv4;
+    };
+    let Some(nodes) = table.lookup(header.destination) else {
+        return Outbound::NoRoute;
+    };
+    let node = match nodes {
+        [] => return Outbound::NoRoute,
+        [node] => *node,
+        _ => {
+            let hash = flow_hash(packet, &header);
+            let index = usize::try_from(hash % nodes.len() as u64).unwrap_or(0);
+            match nodes.get(index) {
+                Some(node) => *node,
+                None => return Outbound::NoRoute,
+            }
+        }
+    };
+    Outbound::Send {
+        node,
+        length: header.total_length,
+        dont_fragment: header.dont_fragment,
+        tos: encapsulated_tos(header.tos),
+    }
+}
+
+/// A hash of the flow: addresses, protocol and, for TCP, UDP, SCTP and UDP-Lite packets that
+/// are not fragments, the ports (fragments hash on the rest only, so all pieces of a packet
+/// take one path).
+fn flow_hash(packet: &[u8], header: &Header) -> u64 {
+    let has_ports = matches!(header.protocol, 6 | 17 | 132 | 136) && !header.fragment;
+    let ports = has_ports
+        .then(|| packet.get(header.header_length..header.header_length + 4))
+        .flatten()
+        .map_or(0, |p| u32::from_be_bytes([p[0], p[1], p[2], p[3]]));
+    let mut x = (u64::from(header.source) << 32) | u64::from(header.destination);
+    x ^= u64::from(ports).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x ^= u64::from(header.protocol) << 56;
+    // The finalizer of MurmurHash3, so every input bit moves the result.
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// The outer TOS for an inner TOS: the same, but an inner CE leaves as ECT(0) (RFC 6040
+/// section 4.1, normal mode, as Linux's tunnels do).
+fn encapsulated_tos(inner: u8) -> u8 {
+    if inner & ECN_MASK == ECN_CE {
+        (inner & !ECN_MASK) | ECN_ECT_0
+    } else {
+        inner
+    }
+}
+
+/// What to do with an IP-in-IP packet received from the wire (outer header included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inbound {
+    /// Write `packet[start..end]` into the device.
+    Deliver { start: usize, end: usize },
+    /// The outer source is no node in the table.
+    UnknownSource,
+    /// The outer or inner packet is malformed, or RFC 6040 says to drop it.
+    Invalid,
+}
+
+/// Checks an IP-in-IP packet and finds the inner packet; carries an outer CE mark into the
+/// inner header (RFC 6040 section 4.2), which is why `packet` is mutable.
+fn inbound(packet: &mut [u8], table: &Table) -> Inbound {
+    // The kernel hands raw sockets the outer header as received, total length and all.
+    let Some(outer) = Header::parse(packet) else {
+        return Inbound::Invalid;
+    };
+    if outer.protocol != PROTOCOL_IPIP {
+        return Inbound::Invalid;
+    }
+    if !table.knows(outer.source) {
+        return Inbound::UnknownSource;
+    }
+    let start = outer.header_length;
+    let Some(inner_bytes) = packet.get_mut(start..outer.total_length) else {
+        return Inbound::Invalid;
+    };
+    let Some(inner) = Header::parse(inner_bytes) else {
+        return Inbound::Invalid;
+    };
+    if outer.tos & ECN_MASK == ECN_CE && inner.tos & ECN_MASK != ECN_CE {
+        if inner.tos & ECN_MASK == ECN_NOT_ECT {
+            return Inbound::Invalid;
+        }
+        let Some(header) = inner_bytes.get_mut(..inner.header_length) else {
+            return Inbound::Invalid;
+        };
+        header[1] |= ECN_CE;
+        header[10] = 0;
+        header[11] = 0;
+        let sum = checksum(header).to_be_bytes();
+        header[10] = sum[0];
+        header[11] = sum[1];
+    }
+    Inbound::Deliver {
+        start,
+        end: start + inner.total_length,
+    }
+}
+
+/// The longest ICMP "fragmentation needed" message built: an IPv4 header, the ICMP header and
+/// the quoted header (at most 60 octets) with 8 octets of its data.
+const FRAGMENTATION_NEEDED_MAX: usize = IPV4_HEADER + 8 + 60 + 8;
+
+/// ICMP destination unreachable, fragmentation needed and DF set (RFC 792, type 3 code 4) for
+/// `packet`, with the next-hop MTU of RFC 1191 section 4, written into `out`; returns its
+/// length. `None` where RFC 1122 section 3.2.2 forbids an error: about an ICMP error, a later
+/// fragment, or a packet from no unicast source.
+///
+/// ```text
+///  0                   1                   2                   3
+///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |   Type = 3    |   Code = 4    |           Checksum            |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |           unused = 0          |         Next-Hop MTU          |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// |      Internet Header + 64 bits of Original Datagram Data      |
+/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// ```
+///
+/// It comes from the inner destination: a local address would be a martian to the kernel
+/// when it arrives on the device, and that one is routed through the tunnel.
+fn fragmentation_needed(
+    packet: &[u8],
+    mtu: u16,
+    out: &mut [u8; FRAGMENTATION_NEEDED_MAX],
+) -> Option<usize> {
+    let header = Header::parse(packet)?;
+    let source = Ipv4Addr::from(header.source);
+    if header.later_fragment
+        || source.is_unspecified()
+        || source.is_broadcast()
+        || source.is_multicast()
+    {
+        return None;
+    }
+    if header.protocol == 1 {
+        // Only queries (echo, timestamp, ...) may be answered with an error.
+        let icmp_type = *packet.get(header.header_length)?;
+        if matches!(icmp_type, 3 | 4 | 5 | 11 | 12) {
+            return None;
+        }
+    }
+    let quoted = packet.get(..(header.header_length + 8).min(header.total_length))?;
+    let length = IPV4_HEADER + 8 + quoted.len();
+    let (ip, rest) = out.split_at_mut(IPV4_HEADER);
+    let icmp = rest.get_mut(..8 + quoted.len())?;
+    let total = u16::try_from(length).ok()?.to_be_bytes();
+    let [s0, s1, s2, s3] = header.destination.to_be_bytes();
+    let [d0, d1, d2, d3] = header.source.to_be_bytes();
+    // Precedence "internetwork control", as the kernel's own ICMP errors; TTL 64; protocol 1.
+    ip.copy_from_slice(&[
+        0x45, 0xc0, total[0], total[1], 0, 0, 0, 0, 64, 1, 0, 0, s0, s1, s2, s3, d0, d1, d2, d3,
+    ]);
+    let sum = checksum(ip).to_be_bytes();
+    ip[10] = sum[0];
+    ip[11] = sum[1];
+    let [m0, m1] = mtu.to_be_bytes();
+    icmp[..8].copy_from_slice(&[3, 4, 0, 0, 0, 0, m0, m1]);
+    icmp[8..].copy_from_slice(quoted);
+    let sum = checksum(icmp).to_be_bytes();
+    icmp[2] = sum[0];
+    icmp[3] = sum[1];
+    Some(length)
+}
+
+/// The Internet checksum (RFC 1071) of `bytes`, whose checksum field is zero.
+fn checksum(bytes: &[u8]) -> u16 {
+    let mut chunks = bytes.chunks_exact(2);
+    let mut sum: u32 = chunks
+        .by_ref()
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]])))
+        .sum();
+    if let [last] = chunks.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The threads.
+// ---------------------------------------------------------------------------------------------
+
+/// Device -> wire: until stopped.
+fn encapsulate(shared: &Shared, wake: &PipeReader, probe: &UdpSocket) {
+    let mut buffer = vec![0_u8; MAX_PACKET];
+    let mut icmp = [0_u8; FRAGMENTATION_NEEDED_MAX];
+    let mut table = shared.routes.snapshot();
+    let counters = &shared.counters;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let read = match (&shared.tun).read(&mut buffer) {
+            Ok(read) => read,
+            Err(error) => {
+                if !wait_after(
+                    &error,
+                    shared.tun.as_fd(),
+                    wake.as_fd(),
+                    "read from the device",
+                ) {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Some(packet) = buffer.get(..read) else {
+            continue;
+        };
+        let (node, length, dont_fragment, tos) =
+            match outbound(packet, shared.routes.current(&mut table)) {
+                Outbound::Send {
+                    node,
+                    length,
+                    dont_fragment,
+                    tos,
+                } => (node, length, dont_fragment, tos),
+                Outbound::NotIpv4 => continue,
+                Outbound::NoRoute => {
+                    counters.no_route.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
+        let Some(packet) = packet.get(..length) else {
+            continue;
+        };
+        let socket = if dont_fragment {
+            shared.strict.as_fd()
+        } else {
+            shared.fragmenting.as_fd()
+        };
+        match send_to(socket, packet, node, tos) {
+            Ok(()) => {
+                counters
+                    .encapsulated_packets
+                    .fetch_add(1, Ordering::Relaxed);
+                counters
+                    .encapsulated_bytes
+                    .fetch_add(length as u64, Ordering::Relaxed);
+            }
+            Err(error) if error.raw_os_error() == Some(libc::EMSGSIZE) && dont_fragment => {
+                counters.too_big.fetch_add(1, Ordering::Relaxed);
+                let mtu = match path_mtu(probe, node) {
+                    Ok(mtu) => mtu.saturating_sub(IPV4_HEADER as u32).max(MIN_MTU),
+                    Err(error) => {
+                        debug!(%node, %error, "cannot read the path MTU");
+                        continue;
+                    }
+                };
+                let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
+                if let Some(length) = fragmentation_needed(packet, mtu, &mut icmp)
+                    && let Some(message) = icmp.get(..length)
+                    && !(&shared.tun).write(message).is_ok_and(|n| n == length)
+                {
+                    counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(_) => {
+                counters.send_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Wire -> device: until stopped.
+fn decapsulate(shared: &Shared, wake: &PipeReader) {
+    let mut buffer = vec![0_u8; MAX_PACKET];
+    let mut table = shared.routes.snapshot();
+    let counters = &shared.counters;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let received = match receive(shared.strict.as_fd(), &mut buffer) {
+            Ok(received) => received,
+            Err(error) => {
+                if !wait_after(&error, shared.strict.as_fd(), wake.as_fd(), "receive") {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Some(packet) = buffer.get_mut(..received) else {
+            continue;
+        };
+        match inbound(packet, shared.routes.current(&mut table)) {
+            Inbound::Deliver { start, end } => {
+                let Some(inner) = packet.get(start..end) else {
+                    continue;
+                };
+                // A TUN device takes one whole packet per write, or nothing.
+                if (&shared.tun).write(inner).is_ok_and(|n| n == inner.len()) {
+                    counters
+                        .decapsulated_packets
+                        .fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .decapsulated_bytes
+                        .fetch_add(inner.len() as u64, Ordering::Relaxed);
+                } else {
+                    counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Inbound::UnknownSource => {
+                counters.unknown_source.fetch_add(1, Ordering::Relaxed);
+            }
+            Inbound::Invalid => {
+                counters.invalid.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// After a failed non-blocking read: waits until `fd` is readable again. False when the
+/// thread should stop.
+fn wait_after(error: &io::Error, fd: BorrowedFd<'_>, wake: BorrowedFd<'_>, what: &str) -> bool {
+    match error.kind() {
+        io::ErrorKind::WouldBlock => wait_readable(fd, wake, POLL_MS),
+        io::ErrorKind::Interrupted => true,
+        _ => {
+            // Unexpected: say so, and do not spin on it.
+            warn!(%error, "IP-in-IP: cannot {what}");
+            wait_readable(wake, wake, POLL_MS / 10)
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct CounterCells {
+    encapsulated_packets: AtomicU64,
+    encapsulated_bytes: AtomicU64,
+    decapsulated_packets: AtomicU64,
+    decapsulated_bytes: AtomicU64,
+    no_route: AtomicU64,
+    unknown_source: AtomicU64,
+    too_big: AtomicU64,
+    send_errors: AtomicU64,
+    invalid: AtomicU64,
+}
+
+impl CounterCells {
+    fn snapshot(&self) -> Counters {
+        let get = |cell: &AtomicU64| cell.load(Ordering::Relaxed);
+        Counters {
+            encapsulated_packets: get(&self.encapsulated_packets),
+            encapsulated_bytes: get(&self.encapsulated_bytes),
+            decapsulated_packets: get(&self.decapsulated_packets),
+            decapsulated_bytes: get(&self.decapsulated_bytes),
+            no_route: get(&self.no_route),
+            unknown_source: get(&self.unknown_source),
+            too_big: get(&self.too_big),
+            send_errors: get(&self.send_errors),
+            invalid: get(&self.invalid),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// System calls.
+// ---------------------------------------------------------------------------------------------
+
+fn context(error: io::Error, what: String) -> io::Error {
+    io::Error::new(error.kind(), format!("{what}: {error}"))
+}
+
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// An `AF_INET` socket.
+fn socket(kind: libc::c_int, protocol: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: no pointers; the result is checked.
+    let fd = check(unsafe { libc::socket(libc::AF_INET, kind | libc::SOCK_CLOEXEC, protocol) })?;
+    // SAFETY: `fd` was just opened and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn setsockopt<T>(
+    socket: &impl AsFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: `value` points to a live `T` of the size passed, for the duration of the call.
+    check(unsafe {
+        libc::setsockopt(
+            socket.as_fd().as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast::<libc::c_void>(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+fn socket_address(address: Ipv4Addr) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(address).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// A raw IP-in-IP socket bound to `local`, with path MTU discovery `discovery`.
+fn raw_ipip_socket(local: Ipv4Addr, discovery: libc::c_int) -> io::Result<OwnedFd> {
+    let socket = socket(libc::SOCK_RAW, libc::IPPROTO_IPIP)?;
+    setsockopt(&socket, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &discovery)?;
+    let address = socket_address(local);
+    // SAFETY: `address` is a live `sockaddr_in` of the size passed.
+    check(unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&raw const address).cast::<libc::sockaddr>(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    })?;
+    Ok(socket)
+}
+
+/// A socket filter that accepts nothing, for the socket that only sends: every raw socket of a
+/// protocol gets a copy of each packet received.
+fn receive_nothing(socket: &OwnedFd) -> io::Result<()> {
+    let mut reject = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let program = libc::sock_fprog {
+        len: 1,
+        filter: reject.as_mut_ptr(),
+    };
+    setsockopt(socket, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &program)
+}
+
+/// Sends `packet` to `node` on a raw IP-in-IP socket, with `tos` in the outer header (an
+/// `IP_TOS` control message, so nothing is left on the socket).
+fn send_to(socket: BorrowedFd<'_>, packet: &[u8], node: Ipv4Addr, tos: u8) -> io::Result<()> {
+    /// Room for one `cmsghdr` with an `int`, aligned like one.
+    #[repr(C, align(8))]
+    struct Control([u8; 32]);
+
+    let address = socket_address(node);
+    let mut iov = libc::iovec {
+        iov_base: packet.as_ptr().cast_mut().cast::<libc::c_void>(),
+        iov_len: packet.len(),
+    };
+    let mut control = Control([0; 32]);
+    // SAFETY: `CMSG_SPACE` only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) } as usize;
+    // SAFETY: all-zero bytes are a valid `msghdr` (integers and null pointers).
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_name = (&raw const address).cast_mut().cast::<libc::c_void>();
+    message.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    message.msg_iov = &raw mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.0.as_mut_ptr().cast::<libc::c_void>();
+    message.msg_controllen = space.min(control.0.len()) as _;
+    // SAFETY: `message` points at `control`, large and aligned enough for one header with an
+    // `int` (so `CMSG_FIRSTHDR` is not null); the kernel only reads `packet` through `iov`,
+    // and everything pointed to outlives the call.
+    let sent = unsafe {
+        let header = libc::CMSG_FIRSTHDR(&raw const message);
+        (*header).cmsg_level = libc::IPPROTO_IP;
+        (*header).cmsg_type = libc::IP_TOS;
+        (*header).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as _;
+        libc::CMSG_DATA(header)
+            .cast::<libc::c_int>()
+            .write_unaligned(libc::c_int::from(tos));
+        libc::sendmsg(socket.as_raw_fd(), &raw const message, 0)
+    };
+    if sent < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Receives one packet without blocking.
+fn receive(socket: BorrowedFd<'_>, buffer: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buffer` is writable for its length during the call.
+    let received = unsafe {
+        libc::recv(
+            socket.as_raw_fd(),
+            buffer.as_mut_ptr().cast::<libc::c_void>(),
+            buffer.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(received).map_err(|_| io::Error::last_os_error())
+}
+
+/// The kernel's path MTU toward `node` (what made a DF send fail), read through `probe`.
+fn path_mtu(probe: &UdpSocket, node: Ipv4Addr) -> io::Result<u32> {
+    // Connecting a UDP socket sends nothing; it looks up the route with its learnt MTU.
+    probe.connect((node, 9))?;
+    let mut mtu: libc::c_int = 0;
+    let mut length = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `mtu` and `length` are live and `length` is the size of `mtu`.
+    check(unsafe {
+        libc::getsockopt(
+            probe.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU,
+            (&raw mut mtu).cast::<libc::c_void>(),
+            &raw mut length,
+        )
+    })?;
+    u32::try_from(mtu).map_err(|_| io::Error::other("negative path MTU"))
+}
+
+/// Waits up to `timeout_ms` for `fd` to be readable; false when `wake` became readable (its
+/// writer closed: stop).
+fn wait_readable(fd: BorrowedFd<'_>, wake: BorrowedFd<'_>, timeout_ms: libc::c_int) -> bool {
+    let mut fds = [
+        libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: `fds` is a live array of two `pollfd` for the duration of the call.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+    ready <= 0 || fds[1].revents == 0
+}
+
+/// An `ifreq` naming `name`.
+fn interface_request(name: &str) -> io::Result<libc::ifreq> {
+    let bytes = name.as_bytes();
+    let valid = !bytes.is_empty()
+        && bytes.len() < libc::IFNAMSIZ
+        && !bytes
+            .iter()
+            .any(|b| *b == 0 || *b == b'/' || b.is_ascii_whitespace());
+    if !valid {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a valid interface name"),
+        ));
+    }
+    // SAFETY: all-zero bytes are a valid `ifreq` (a name array and a union of plain values).
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (to, from) in request.ifr_name.iter_mut().zip(bytes) {
+        *to = *from as libc::c_char;
+    }
+    Ok(request)
+}
+
+fn ioctl(fd: &impl AsFd, request: libc::Ioctl, value: &mut libc::ifreq) -> io::Result<()> {
+    // SAFETY: every request passed here reads or writes one `ifreq`, live during the call.
+    check(unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), request, &raw mut *value) }).map(drop)
+}
+
+/// Opens `/dev/net/tun` non-blocking and attaches it to the TUN device `name` (created if
+/// missing) without packet information.
+fn open_tun(name: &str) -> io::Result<File> {
+    let tun = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/net/tun")?;
+    let mut request = interface_request(name)?;
+    request.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    ioctl(&tun, libc::TUNSETIFF, &mut request)?;
+    Ok(tun)
+}
+
+fn set_persist(tun: &File, persist: bool) -> io::Result<()> {
+    // SAFETY: TUNSETPERSIST takes its argument by value; no pointer is involved.
+    check(unsafe {
+        libc::ioctl(
+            tun.as_raw_fd(),
+            libc::TUNSETPERSIST,
+            libc::c_ulong::from(persist),
+        )
+    })
+    .map(drop)
+}
+
+fn set_interface_mtu(control: &OwnedFd, name: &str, mtu: u32) -> io::Result<()> {
+    let mut request = interface_request(name)?;
+    request.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("MTU {mtu}")))?;
+    ioctl(control, libc::SIOCSIFMTU as libc::Ioctl, &mut request)
+        .map_err(|e| context(e, format!("cannot set the MTU of {name} to {mtu}")))
+}
+
+fn set_interface_up(control: &OwnedFd, name: &str) -> io::Result<()> {
+    let mut request = interface_request(name)?;
+    ioctl(control, libc::SIOCGIFFLAGS as libc::Ioctl, &mut request)?;
+    // SAFETY: SIOCGIFFLAGS filled in `ifru_flags`.
+    let flags = unsafe { request.ifr_ifru.ifru_flags };
+    request.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+    ioctl(control, libc::SIOCSIFFLAGS as libc::Ioctl, &mut request)
+        .map_err(|e| context(e, format!("cannot bring {name} up")))
+}
+
+fn interface_index(control: &OwnedFd, name: &str) -> io::Result<u32> {
+    let mut request = interface_request(name)?;
+    ioctl(control, libc::SIOCGIFINDEX as libc::Ioctl, &mut request)?;
+    // SAFETY: SIOCGIFINDEX filled in `ifru_ifindex`.
+    let index = unsafe { request.ifr_ifru.ifru_ifindex };
+    u32::try_from(index).map_err(|_| io::Error::other("negative interface index"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(text: &str) -> Ipv4Network {
+        text.parse().unwrap()
+    }
+
+    fn addr(text: &str) -> Ipv4Addr {
+        text.parse().unwrap()
+    }
+
+    /// An IPv4 packet with a valid header checksum, `payload` after a 20-octet header.
+    fn packet(source: &str, destination: &str, protocol: u8, tos: u8, payload: &[u8]) -> Vec<u8> {
+        let total = u16::try_from(IPV4_HEADER + payload.len())
+            .unwrap()
+            .to_be_bytes();
+        let mut p = vec![
+            0x45, tos, total[0], total[1], 0x12, 0x34, 0x40, 0, 64, protocol, 0, 0,
+        ];
+        p.extend(addr(source).octets());
+        p.extend(addr(destination).octets());
+        let sum = checksum(&p).to_be_bytes();
+        p[10] = sum[0];
+        p[11] = sum[1];
+        p.extend(payload);
+        p
+    }
+
+    fn tcp(source: &str, destination: &str, source_port: u16, destination_port: u16) -> Vec<u8> {
+        let mut payload = source_port.to_be_bytes().to_vec();
+        payload.extend(destination_port.to_be_bytes());
+        payload.extend([0; 16]);
+        packet(source, destination, 6, 0, &payload)
+    }
+
+    fn table(routes: &[(&str, &[&str])]) -> Table {
+        Table::new(
+            routes
+                .iter()
+                .map(|(prefix, nodes)| (net(prefix), nodes.iter().map(|n| addr(n)).collect()))
+                .collect(),
+        )
+    }
+
+    fn node_of(packet: &[u8], table: &Table) -> Option<Ipv4Addr> {
+        match outbound(packet, table) {
+            Outbound::Send { node, .. } => Some(node),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_longest_prefix_wins() {
+        let table = table(&[
+            ("10.244.0.0/16", &["192.168.0.1"]),
+            ("10.244.2.0/26", &["192.168.0.2"]),
+            ("10.244.2.7/32", &["192.168.0.3"]),
+            ("0.0.0.0/0", &["192.168.0.4"]),
+        ]);
+        let to = |d: &str| node_of(&tcp("10.244.1.1", d, 1, 2), &table);
+        assert_eq!(to("10.244.2.7"), Some(addr("192.168.0.3")));
+        assert_eq!(to("10.244.2.8"), Some(addr("192.168.0.2")));
+        assert_eq!(to("10.244.2.64"), Some(addr("192.168.0.1")));
+        assert_eq!(to("8.8.8.8"), Some(addr("192.168.0.4")));
+    }
+
+    #[test]
+    fn a_destination_outside_every_prefix_has_no_route() {
+        let table = table(&[("10.244.2.0/26", &["192.168.0.2"])]);
+        let packet = tcp("10.244.1.1", "10.244.3.1", 1, 2);
+        assert_eq!(outbound(&packet, &table), Outbound::NoRoute);
+        let empty = self::table(&[("10.244.3.0/26", &[])]);
+        assert_eq!(outbound(&packet, &empty), Outbound::NoRoute);
+    }
+
+    #[test]
+    fn ipv6_and_garbage_from_the_device_are_ignored() {
+        let table = table(&[("0.0.0.0/0", &["192.168.0.2"])]);
+        let mut ipv6 = vec![0x60; 40];
+        ipv6[4] = 0;
+        assert_eq!(outbound(&ipv6, &table), Outbound::NotIpv4);
+        assert_eq!(outbound(&[0x45, 0, 0], &table), Outbound::NotIpv4);
+    }
+
+    #[test]
+    fn the_outer_header_keeps_df_and_the_tos_of_the_inner_packet() {
+        let table = table(&[("10.244.2.0/26", &["192.168.0.2"])]);
+        let mut packet = packet("10.244.1.1", "10.244.2.1", 1, 0xb8 | ECN_CE, &[8, 0, 0, 0]);
+        packet.extend([0xee; 3]);
+        assert_eq!(
+            outbound(&packet, &table),
+            Outbound::Send {
+                node: addr("192.168.0.2"),
+                length: 24,
+                dont_fragment: true,
+                tos: 0xb8 | ECN_ECT_0,
+            }
+        );
+        packet[6] = 0;
+        assert!(matches!(
+            outbound(&packet, &table),
+            Outbound::Send {
+                dont_fragment: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn one_flow_stays_on_one_node_and_flows_spread_over_all() {
+        let nodes = ["192.168.0.2", "192.168.0.3", "192.168.0.4"];
+        let forward = table(&[("10.244.2.0/26", &nodes)]);
+        let mut reversed = nodes;
+        reversed.reverse();
+        let backward = table(&[("10.244.2.0/26", &reversed)]);
+        let mut used = std::collections::BTreeSet::new();
+        for port in 1000..1100 {
+            let packet = tcp("10.244.1.1", "10.244.2.1", port, 80);
+            let node = node_of(&packet, &forward).unwrap();
+            assert_eq!(node_of(&packet, &forward), Some(node));
+            assert_eq!(
+                node_of(&packet, &backward),
+                Some(node),
+                "order given matters"
+            );
+            used.insert(node);
+        }
+        assert_eq!(used.len(), 3);
+    }
+
+    #[test]
+    fn fragments_of_a_packet_take_the_path_of_its_addresses() {
+        let nodes = ["192.168.0.2", "192.168.0.3", "192.168.0.4", "192.168.0.5"];
+        let table = table(&[("10.244.2.0/26", &nodes)]);
+        let mut first = tcp("10.244.1.1", "10.244.2.1", 1234, 80);
+        first[6] = 0x20; // more fragments
+        let mut later = tcp("10.244.1.1", "10.244.2.1", 9999, 9999);
+        later[6] = 0x00;
+        later[7] = 0x10; // offset 16 * 8: data, not ports
+        assert_eq!(node_of(&first, &table), node_of(&later, &table));
+    }
+
+    #[test]
+    fn a_packet_from_a_node_is_unwrapped_and_its_padding_dropped() {
+        let table = table(&[("10.244.2.0/26", &["192.168.77.2"])]);
+        let inner = packet("10.244.2.1", "10.244.1.1", 1, 0, &[0, 0, 0, 0, 1, 2, 3, 4]);
+        let mut outer = packet("192.168.77.2", "192.168.77.1", 4, 0, &inner);
+        outer.extend([0; 6]);
+        assert_eq!(
+            inbound(&mut outer, &table),
+            Inbound::Deliver { start: 20, end: 48 }
+        );
+        assert_eq!(&outer[20..48], &inner[..]);
+    }
+
+    #[test]
+    fn a_packet_from_an_unknown_source_is_refused() {
+        let table = table(&[("10.244.2.0/26", &["192.168.77.2"])]);
+        let inner = packet("10.244.2.1", "10.244.1.1", 1, 0, &[0; 8]);
+        let mut outer = packet("192.168.77.3", "192.168.77.1", 4, 0, &inner);
+        assert_eq!(inbound(&mut outer, &table), Inbound::UnknownSource);
+    }
+
+    #[test]
+    fn an_inner_packet_longer_than_its_carrier_is_invalid() {
+        let table = table(&[("10.244.2.0/26", &["192.168.77.2"])]);
+        let mut inner = packet("10.244.2.1", "10.244.1.1", 1, 0, &[0; 8]);
+        inner[3] += 1;
+        let mut outer = packet("192.168.77.2", "192.168.77.1", 4, 0, &inner);
+        assert_eq!(inbound(&mut outer, &table), Inbound::Invalid);
+        let mut ipv6_inside = packet("192.168.77.2", "192.168.77.1", 4, 0, &[0x60; 40]);
+        assert_eq!(inbound(&mut ipv6_inside, &table), Inbound::Invalid);
+    }
+
+    #[test]
+    fn an_outer_ce_mark_reaches_an_ecn_capable_inner_packet() {
+        let table = table(&[("10.244.2.0/26", &["192.168.77.2"])]);
+        let inner = packet("10.244.2.1", "10.244.1.1", 6, ECN_ECT_0, &[0; 20]);
+        let mut outer = packet("192.168.77.2", "192.168.77.1", 4, ECN_CE, &inner);
+        assert!(matches!(
+            inbound(&mut outer, &table),
+            Inbound::Deliver { .. }
+        ));
+        assert_eq!(outer[21] & ECN_MASK, ECN_CE);
+        assert_eq!(checksum(&outer[20..40]), 0, "inner header checksum");
+        let not_ect = packet("10.244.2.1", "10.244.1.1", 6, ECN_NOT_ECT, &[0; 20]);
+        let mut outer = packet("192.168.77.2", "192.168.77.1", 4, ECN_CE, &not_ect);
+        assert_eq!(inbound(&mut outer, &table), Inbound::Invalid);
+    }
+
+    #[test]
+    fn no_input_makes_the_data_path_panic() {
+        let table = table(&[("0.0.0.0/0", &["192.168.77.2"])]);
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut icmp = [0; FRAGMENTATION_NEEDED_MAX];
+        for _ in 0..20_000 {
+            let length = (next() % 90) as usize;
+            let mut bytes: Vec<u8> = (0..length).map(|_| next() as u8).collect();
+            // Often a plausible start, so the deeper checks run too.
+            if length > 0 && next() % 2 == 0 {
+                bytes[0] = 0x45;
+            }
+            if length > 40 && next() % 2 == 0 {
+                bytes[12..16].copy_from_slice(&[192, 168, 77, 2]);
+                bytes[9] = 4;
+                bytes[20] = 0x45;
+            }
+            let _ = outbound(&bytes, &table);
+            let _ = fragmentation_needed(&bytes, 1400, &mut icmp);
+            if let Inbound::Deliver { start, end } = inbound(&mut bytes, &table) {
+                assert!(start <= end && end <= bytes.len());
+            }
+        }
+    }
+
+    #[test]
+    fn fragmentation_needed_quotes_the_header_and_8_octets_with_valid_checksums() {
+        let payload: Vec<u8> = (0..100).collect();
+        let mut original = packet("10.244.1.1", "10.244.2.1", 6, 0, &payload);
+        original[4] = 0xab;
+        let mut out = [0; FRAGMENTATION_NEEDED_MAX];
+        let length = fragmentation_needed(&original, 1380, &mut out).unwrap();
+        let message = &out[..length];
+        assert_eq!(length, 20 + 8 + 28);
+        let ip = Header::parse(message).unwrap();
+        assert_eq!(ip.protocol, 1);
+        assert_eq!(ip.total_length, length);
+        assert_eq!(Ipv4Addr::from(ip.source), addr("10.244.2.1"));
+        assert_eq!(Ipv4Addr::from(ip.destination), addr("10.244.1.1"));
+        assert_eq!(checksum(&message[..20]), 0, "IP header checksum");
+        assert_eq!(
+            &message[20..28],
+            &[3, 4, message[22], message[23], 0, 0, 0x05, 0x64]
+        );
+        assert_eq!(checksum(&message[20..]), 0, "ICMP checksum");
+        assert_eq!(&message[28..], &original[..28]);
+    }
+
+    #[test]
+    fn no_fragmentation_needed_about_icmp_errors_or_later_fragments() {
+        let mut out = [0; FRAGMENTATION_NEEDED_MAX];
+        let error = packet("10.244.1.1", "10.244.2.1", 1, 0, &[3, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(fragmentation_needed(&error, 1380, &mut out), None);
+        let echo = packet("10.244.1.1", "10.244.2.1", 1, 0, &[8, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(fragmentation_needed(&echo, 1380, &mut out).is_some());
+        let mut later = tcp("10.244.1.1", "10.244.2.1", 1, 2);
+        later[7] = 1;
+        assert_eq!(fragmentation_needed(&later, 1380, &mut out), None);
+    }
+
+    #[test]
+    fn a_replaced_table_reaches_a_cached_reader() {
+        let routes = Routes::default();
+        let mut cached = routes.snapshot();
+        assert!(routes.current(&mut cached).lookup(0x0af4_0201).is_none());
+        routes.replace(table(&[("10.244.2.0/26", &["192.168.0.2"])]));
+        let nodes = routes.current(&mut cached).lookup(0x0af4_0201);
+        assert_eq!(nodes, Some(&[addr("192.168.0.2")][..]));
+        assert!(routes.current(&mut cached).knows(0xc0a8_0002));
+    }
+
+    #[test]
+    fn interface_names_are_checked() {
+        assert!(interface_request("tunl0").is_ok());
+        assert!(interface_request("").is_err());
+        assert!(interface_request("a-name-too-long-x").is_err());
+        assert!(interface_request("a/b").is_err());
+    }
+}
