@@ -28,6 +28,9 @@ use crate::config::{
 use crate::routes::{KernelRoute, NextHop, Programmer, RouteKind, RouteTag};
 use crate::tunnel::Tunnels;
 
+/// The first delay before a failed kernel install is tried again (doubling, five tries).
+const RETRY_FIRST_DELAY: Duration = Duration::from_millis(500);
+
 /// How often the kernel is compared with what it should hold.
 const REPAIR_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -291,7 +294,7 @@ pub struct Agent {
     programmer: Programmer,
     /// Batches for the kernel writer task, which installs them while this loop goes on taking
     /// the speaker's next changes (on the other core).
-    kernel: mpsc::Sender<(Vec<KernelRoute>, Vec<IpNetwork>)>,
+    kernel: crate::routes::WriterQueue,
     peers: BTreeMap<IpAddr, DesiredPeer>,
     /// Learned routes that should be in the kernel.
     learned: BTreeMap<IpNetwork, RouteKind>,
@@ -355,7 +358,7 @@ impl Agent {
             config,
             speaker,
             events,
-            kernel: spawn_kernel_writer(programmer.clone()),
+            kernel: crate::routes::spawn_writer(programmer.clone(), RETRY_FIRST_DELAY),
             programmer,
             awaiting_eor: peers.keys().copied().collect(),
             peers,
@@ -1000,54 +1003,4 @@ fn write_atomically(path: &std::path::Path, state: &State) -> std::io::Result<()
         file.sync_all()?;
     }
     std::fs::rename(&temporary, path)
-}
-
-/// The task that writes route batches to the kernel, in order, and reports failures.
-fn spawn_kernel_writer(programmer: Programmer) -> mpsc::Sender<(Vec<KernelRoute>, Vec<IpNetwork>)> {
-    let (sender, mut batches) = mpsc::channel::<(Vec<KernelRoute>, Vec<IpNetwork>)>(64);
-    tokio::spawn(async move {
-        while let Some((replace, delete)) = batches.recv().await {
-            let failed = programmer.replace(&replace).await;
-            if !failed.is_empty() {
-                // Retried with backoff (0.5 s doubling, five tries), then reported; the repair
-                // pass keeps trying after that.
-                let prefixes: BTreeSet<IpNetwork> = failed.iter().map(|e| e.prefix).collect();
-                let again: Vec<KernelRoute> = replace
-                    .into_iter()
-                    .filter(|r| prefixes.contains(&r.prefix))
-                    .collect();
-                retry(programmer.clone(), again);
-            }
-            for error in programmer.delete(&delete).await {
-                warn!(%error, "kernel route delete failed");
-            }
-        }
-    });
-    sender
-}
-
-/// Tries failed installs again with a doubling delay, off the writer's path.
-fn retry(programmer: Programmer, mut routes: Vec<KernelRoute>) {
-    tokio::spawn(async move {
-        let mut delay = Duration::from_millis(500);
-        for attempt in 1..=5 {
-            tokio::time::sleep(delay).await;
-            let failed = programmer.replace(&routes).await;
-            if failed.is_empty() {
-                info!(
-                    routes = routes.len(),
-                    attempt, "kernel routes installed on retry"
-                );
-                return;
-            }
-            let prefixes: BTreeSet<IpNetwork> = failed.iter().map(|e| e.prefix).collect();
-            routes.retain(|r| prefixes.contains(&r.prefix));
-            if attempt == 5 {
-                for error in failed {
-                    warn!(%error, "kernel route install failed after retries");
-                }
-            }
-            delay *= 2;
-        }
-    });
 }

@@ -529,6 +529,67 @@ fn libc_esrch() -> i32 {
     3
 }
 
+/// Route batches for the kernel writer: routes to install or replace, prefixes to delete.
+pub type WriterQueue = tokio::sync::mpsc::Sender<(Vec<KernelRoute>, Vec<IpNetwork>)>;
+
+/// How many times a failed install is tried again before it is reported.
+const RETRIES: u32 = 5;
+
+/// Spawns the task that writes route batches to the kernel in order, so the caller goes on
+/// taking the next changes while the kernel works. Failed installs are tried again off the
+/// writer's path, `first_delay` then doubling, five times; what still fails is logged (the
+/// agent's periodic repair keeps trying after that).
+pub fn spawn_writer(programmer: Programmer, first_delay: std::time::Duration) -> WriterQueue {
+    let (sender, mut batches) =
+        tokio::sync::mpsc::channel::<(Vec<KernelRoute>, Vec<IpNetwork>)>(64);
+    tokio::spawn(async move {
+        while let Some((replace, delete)) = batches.recv().await {
+            let failed = programmer.replace(&replace).await;
+            if !failed.is_empty() {
+                let prefixes: std::collections::BTreeSet<IpNetwork> =
+                    failed.iter().map(|e| e.prefix).collect();
+                let again: Vec<KernelRoute> = replace
+                    .into_iter()
+                    .filter(|r| prefixes.contains(&r.prefix))
+                    .collect();
+                retry(programmer.clone(), again, first_delay);
+            }
+            for error in programmer.delete(&delete).await {
+                tracing::warn!(%error, "kernel route delete failed");
+            }
+        }
+    });
+    sender
+}
+
+/// Tries failed installs again with a doubling delay.
+fn retry(programmer: Programmer, mut routes: Vec<KernelRoute>, first_delay: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut delay = first_delay;
+        for attempt in 1..=RETRIES {
+            tokio::time::sleep(delay).await;
+            let failed = programmer.replace(&routes).await;
+            if failed.is_empty() {
+                tracing::info!(
+                    routes = routes.len(),
+                    attempt,
+                    "kernel routes installed on retry"
+                );
+                return;
+            }
+            let prefixes: std::collections::BTreeSet<IpNetwork> =
+                failed.iter().map(|e| e.prefix).collect();
+            routes.retain(|r| prefixes.contains(&r.prefix));
+            if attempt == RETRIES {
+                for error in failed {
+                    tracing::warn!(%error, "kernel route install failed after retries");
+                }
+            }
+            delay *= 2;
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::process::Command;
+use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 use tern_agent::routes::{KernelRoute, NextHop, Programmer, RouteKind, RouteTag};
@@ -210,4 +211,78 @@ fn routes_are_installed_dumped_replaced_and_deleted_with_our_protocol_only() {
         ns.ip("-6 route show proto bird")
             .contains("blackhole fd65::/122")
     );
+}
+
+#[test]
+fn a_refused_install_is_retried_until_the_kernel_takes_it() {
+    if !require_root() {
+        return;
+    }
+    let ns = Namespace::new("tern-test-retry");
+    ns.ip("link add dummy0 type veth peer name dummy1");
+    ns.ip("link set dummy1 up");
+    ns.ip("link set dummy0 up");
+    ns.ip("addr add 192.0.2.1/24 dev dummy0");
+    let tag = RouteTag {
+        table: 254,
+        protocol: 12,
+        metric: None,
+    };
+    let name = ns.0.clone();
+    let (first, last) = inside(&ns, move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let programmer = Programmer::open(tag).unwrap();
+            let queue =
+                tern_agent::routes::spawn_writer(programmer.clone(), Duration::from_millis(100));
+            // The second gateway is on no connected subnet yet: the kernel refuses it
+            // (ENETUNREACH) and the writer keeps trying.
+            let batch = vec![
+                KernelRoute {
+                    prefix: net("10.66.0.0/26"),
+                    kind: via(&["192.0.2.2"]),
+                },
+                KernelRoute {
+                    prefix: net("10.66.1.0/26"),
+                    kind: via(&["198.18.0.2"]),
+                },
+            ];
+            queue.send((batch, Vec::new())).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let first = without_interfaces(programmer.dump().await.unwrap());
+            run(&[
+                "ip",
+                "-n",
+                &name,
+                "addr",
+                "add",
+                "198.18.0.1/24",
+                "dev",
+                "dummy0",
+            ]);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let now = without_interfaces(programmer.dump().await.unwrap());
+                if now.len() == 2 || tokio::time::Instant::now() > deadline {
+                    return (first, now);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    });
+    let expected_first: BTreeMap<IpNetwork, RouteKind> =
+        [(net("10.66.0.0/26"), via(&["192.0.2.2"]))].into();
+    assert_eq!(
+        first, expected_first,
+        "the good route goes in at once, the refused one not"
+    );
+    let expected_last: BTreeMap<IpNetwork, RouteKind> = [
+        (net("10.66.0.0/26"), via(&["192.0.2.2"])),
+        (net("10.66.1.0/26"), via(&["198.18.0.2"])),
+    ]
+    .into();
+    assert_eq!(last, expected_last, "the retry installed the refused route");
 }
