@@ -811,7 +811,7 @@ impl Agent {
                     let mut batch = Vec::new();
                     self.collect(notice, &mut batch);
                     // Take whatever else is ready, to program the kernel in one batch.
-                    while let Ok(Some(notice)) = tokio::time::timeout(Duration::ZERO, events.next()).await {
+                    while let Some(notice) = events.try_next() {
                         self.collect(notice, &mut batch);
                         if batch.len() > 50_000 {
                             break;

@@ -184,3 +184,48 @@ async fn a_subscriber_that_falls_behind_gets_a_full_resync_not_a_gap() {
     assert_eq!(all.len(), count as usize, "the resync holds every route");
     speaker.shutdown(false).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn falling_behind_while_taking_a_batch_leads_to_a_resync_too() {
+    let (speaker, _) = speaker(65001, "127.0.0.32").await;
+    let mut slow = speaker.subscribe();
+    let count = 70_000u32;
+    for i in 0..count {
+        let prefix = IpNetwork::V4(
+            ipnetwork::Ipv4Network::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).unwrap(),
+        );
+        speaker.originate(prefix, vec![]).await.unwrap();
+    }
+    let last = speaker.routes(None, usize::MAX).await.unwrap();
+    assert_eq!(last.len(), count as usize);
+    // The batch reader sees the gap as "nothing ready" and stops...
+    assert!(slow.try_next().is_none(), "no event after a gap");
+    assert!(slow.try_next().is_none(), "still none until next() resyncs");
+    // ...and the next wait answers it with the whole table.
+    match tokio::time::timeout(Duration::from_secs(20), slow.next())
+        .await
+        .unwrap()
+    {
+        Some(Notice::Resync(all)) => assert_eq!(all.len(), count as usize),
+        other => panic!("wanted a resync, got {other:?}"),
+    }
+    // Afterwards, batches work again.
+    let prefix = IpNetwork::V4("192.0.2.0/24".parse().unwrap());
+    speaker.originate(prefix, vec![]).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut seen = false;
+    while std::time::Instant::now() < deadline && !seen {
+        while let Some(notice) = slow.try_next() {
+            if let Notice::Event(tern_bgp::speaker::core::SpeakerEvent::BestPath {
+                prefix: p,
+                ..
+            }) = notice
+            {
+                seen |= p == prefix;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(seen, "the next change arrives through try_next");
+    speaker.shutdown(false).await.unwrap();
+}

@@ -199,7 +199,11 @@ impl Tunnels {
             self.status = (DataPath::Routed, "no IPv4 node address".into());
             return;
         };
-        let (underlay, underlay_mtu) = self.underlay(node).await;
+        let (underlay, underlay_mtu) = if want_ipip || want_vxlan {
+            self.underlay(node).await
+        } else {
+            (None, FALLBACK_MTU)
+        };
         let address = own_tunnel_address(config, blocks);
         let mut words = Vec::new();
         let mut path = DataPath::Routed;

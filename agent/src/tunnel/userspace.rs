@@ -23,11 +23,11 @@
 //! Limits: packets are dropped while ternd is down; every packet costs a system call in each
 //! direction, so throughput is below the kernel's; the outer TTL is the kernel default.
 //! Where the underlay NIC does GRO, it may merge IP-in-IP TCP segments into one large packet
-//! before it reaches the raw socket: such a packet goes into the device whole, which is fine
-//! for local pods but one too big for the next hop's MTU is refused when forwarded.
+//! before it reaches the raw socket; those are cut back into segments that fit the device MTU
+//! (other merged packets, rare, go in whole).
 //!
-//! The packet logic ([`Table`], [`outbound`], [`inbound`], [`fragmentation_needed`]) is pure;
-//! the system calls sit at the end of the file.
+//! The packet logic (`Table`, `outbound`, `inbound`, `fragmentation_needed`, `resegment`) is
+//! pure; the system calls sit at the end of the file.
 #![allow(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -38,7 +38,7 @@ use std::mem::size_of;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
@@ -53,6 +53,8 @@ const IPV4_HEADER: usize = 20;
 const MAX_PACKET: usize = 65535;
 /// The smallest MTU an IPv4 link may have (RFC 791).
 const MIN_MTU: u32 = 68;
+/// The receive buffer of the receiving socket (the kernel doubles it for its bookkeeping).
+const RECEIVE_BUFFER: libc::c_int = 4 << 20;
 /// How long a thread sleeps in `poll` before it looks at the stop flag again.
 const POLL_MS: libc::c_int = 1000;
 /// The ECN field of the TOS octet (RFC 3168 section 5).
@@ -68,7 +70,8 @@ pub struct Counters {
     pub encapsulated_packets: u64,
     /// Inner octets of those.
     pub encapsulated_bytes: u64,
-    /// Packets received from another node and written into the device.
+    /// Packets received from another node and written into the device (a packet merged by
+    /// GRO counts once, though it goes in as several segments).
     pub decapsulated_packets: u64,
     /// Inner octets of those.
     pub decapsulated_bytes: u64,
@@ -117,6 +120,8 @@ struct Shared {
     /// Sends inner packets without DF (`IP_PMTUDISC_DONT`); a filter keeps its queue empty.
     fragmenting: OwnedFd,
     routes: Routes,
+    /// The device's MTU, which merged TCP packets are cut back to.
+    mtu: AtomicU32,
     counters: CounterCells,
     stop: AtomicBool,
 }
@@ -139,6 +144,7 @@ impl UserspaceIpip {
         let fragmenting = raw_ipip_socket(local, libc::IP_PMTUDISC_DONT)
             .map_err(|e| context(e, format!("cannot open a raw IP-in-IP socket on {local}")))?;
         receive_nothing(&fragmenting)?;
+        enlarge_receive_buffer(&strict);
         // Connected to a node when a DF packet does not fit, to read the path MTU.
         let probe = UdpSocket::bind((local, 0))?;
         let (wake_reader, wake) = io::pipe()?;
@@ -149,6 +155,7 @@ impl UserspaceIpip {
             strict,
             fragmenting,
             routes: Routes::default(),
+            mtu: AtomicU32::new(mtu),
             counters: CounterCells::default(),
             stop: AtomicBool::new(false),
         });
@@ -199,7 +206,9 @@ impl UserspaceIpip {
 
     /// Sets the device's MTU (the underlay MTU less 20).
     pub fn set_mtu(&self, mtu: u32) -> io::Result<()> {
-        set_interface_mtu(&self.control, &self.name, mtu)
+        set_interface_mtu(&self.control, &self.name, mtu)?;
+        self.shared.mtu.store(mtu, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -602,6 +611,12 @@ fn fragmentation_needed(
 
 /// The Internet checksum (RFC 1071) of `bytes`, whose checksum field is zero.
 fn checksum(bytes: &[u8]) -> u16 {
+    fold(word_sum(bytes))
+}
+
+/// The sum of `bytes` as 16-bit words, the last one padded; sums of even-length pieces add.
+/// An IPv4 packet's worth (64 KiB) stays far below `u32::MAX`.
+fn word_sum(bytes: &[u8]) -> u32 {
     let mut chunks = bytes.chunks_exact(2);
     let mut sum: u32 = chunks
         .by_ref()
@@ -610,10 +625,86 @@ fn checksum(bytes: &[u8]) -> u16 {
     if let [last] = chunks.remainder() {
         sum += u32::from(*last) << 8;
     }
+    sum
+}
+
+/// A sum folded to 16 bits with end-around carry, complemented.
+fn fold(mut sum: u32) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
+}
+
+/// Cuts a TCP packet longer than `mtu` back into segments that fit, as TSO would have, and
+/// hands each to `emit`; false (and nothing emitted) for any other packet.
+///
+/// GRO on the underlay NIC merges a train of IP-in-IP TCP segments into one packet before the
+/// raw socket sees it; written into the device whole, the kernel would refuse to forward it
+/// to a pod (DF, longer than the pod's MTU). Each segment gets the headers with its own total
+/// length, identification (counting up, like GSO), sequence number and checksums; FIN and PSH
+/// stay on the last segment only, CWR on the first only (RFC 3168 section 6.1.2).
+fn resegment(packet: &[u8], mtu: usize, scratch: &mut [u8], mut emit: impl FnMut(&[u8])) -> bool {
+    let Some(header) = Header::parse(packet) else {
+        return false;
+    };
+    if header.protocol != 6 || header.fragment || header.total_length <= mtu {
+        return false;
+    }
+    let ip_length = header.header_length;
+    let Some(&offset_byte) = packet.get(ip_length + 12) else {
+        return false;
+    };
+    let headers = ip_length + usize::from(offset_byte >> 4) * 4;
+    let (Some(head), Some(payload)) = (
+        packet.get(..headers),
+        packet.get(headers..header.total_length),
+    ) else {
+        return false;
+    };
+    let segment_size = mtu.saturating_sub(headers);
+    if headers < ip_length + 20 || segment_size < 8 || scratch.len() < mtu {
+        return false;
+    }
+    let Some(sequence) = packet.get(ip_length + 4..ip_length + 8) else {
+        return false;
+    };
+    let sequence = u32::from_be_bytes([sequence[0], sequence[1], sequence[2], sequence[3]]);
+    let identification = u16::from_be_bytes([head[4], head[5]]);
+    let count = payload.len().div_ceil(segment_size);
+    let mut pseudo = [0_u8; 12];
+    pseudo[..4].copy_from_slice(&header.source.to_be_bytes());
+    pseudo[4..8].copy_from_slice(&header.destination.to_be_bytes());
+    pseudo[9] = 6;
+    for (index, chunk) in payload.chunks(segment_size).enumerate() {
+        let length = headers + chunk.len();
+        let Some(segment) = scratch.get_mut(..length) else {
+            return false;
+        };
+        segment[..headers].copy_from_slice(head);
+        segment[headers..].copy_from_slice(chunk);
+        let (ip, tcp) = segment.split_at_mut(ip_length);
+        ip[2..4].copy_from_slice(&(length as u16).to_be_bytes());
+        let id = identification.wrapping_add(index as u16);
+        ip[4..6].copy_from_slice(&id.to_be_bytes());
+        ip[10..12].fill(0);
+        let sum = checksum(ip).to_be_bytes();
+        ip[10..12].copy_from_slice(&sum);
+        let offset = (index * segment_size) as u32;
+        tcp[4..8].copy_from_slice(&sequence.wrapping_add(offset).to_be_bytes());
+        if index + 1 < count {
+            tcp[13] &= !(0x01 | 0x08); // FIN, PSH
+        }
+        if index > 0 {
+            tcp[13] &= !0x80; // CWR
+        }
+        tcp[16..18].fill(0);
+        pseudo[10..12].copy_from_slice(&((length - ip_length) as u16).to_be_bytes());
+        let sum = fold(word_sum(&pseudo) + word_sum(tcp));
+        tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+        emit(segment);
+    }
+    true
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -702,6 +793,7 @@ fn encapsulate(shared: &Shared, wake: &PipeReader, probe: &UdpSocket) {
 /// Wire -> device: until stopped.
 fn decapsulate(shared: &Shared, wake: &PipeReader) {
     let mut buffer = vec![0_u8; MAX_PACKET];
+    let mut segments = vec![0_u8; MAX_PACKET];
     let mut table = shared.routes.snapshot();
     let counters = &shared.counters;
     while !shared.stop.load(Ordering::Relaxed) {
@@ -723,7 +815,15 @@ fn decapsulate(shared: &Shared, wake: &PipeReader) {
                     continue;
                 };
                 // A TUN device takes one whole packet per write, or nothing.
-                if (&shared.tun).write(inner).is_ok_and(|n| n == inner.len()) {
+                let mut written = true;
+                let mut write = |packet: &[u8]| {
+                    written &= (&shared.tun).write(packet).is_ok_and(|n| n == packet.len());
+                };
+                let mtu = shared.mtu.load(Ordering::Relaxed) as usize;
+                if !resegment(inner, mtu, &mut segments, &mut write) {
+                    write(inner);
+                }
+                if written {
                     counters
                         .decapsulated_packets
                         .fetch_add(1, Ordering::Relaxed);
@@ -872,6 +972,18 @@ fn receive_nothing(socket: &OwnedFd) -> io::Result<()> {
         filter: reject.as_mut_ptr(),
     };
     setsockopt(socket, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &program)
+}
+
+/// A receive buffer of [`RECEIVE_BUFFER`] octets for the receiving socket, so a burst from the
+/// wire waits there instead of being dropped while the thread writes into the device. Forced
+/// past `net.core.rmem_max` where the process may (`CAP_NET_ADMIN`); otherwise capped by it.
+fn enlarge_receive_buffer(socket: &OwnedFd) {
+    let size = RECEIVE_BUFFER;
+    if setsockopt(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size).is_err()
+        && let Err(error) = setsockopt(socket, libc::SOL_SOCKET, libc::SO_RCVBUF, &size)
+    {
+        debug!(%error, "cannot enlarge the IP-in-IP receive buffer");
+    }
 }
 
 /// Sends `packet` to `node` on a raw IP-in-IP socket, with `tos` in the outer header (an
@@ -1251,12 +1363,17 @@ mod tests {
             seed
         };
         let mut icmp = [0; FRAGMENTATION_NEEDED_MAX];
+        let mut scratch = vec![0; MAX_PACKET];
         for _ in 0..20_000 {
             let length = (next() % 90) as usize;
             let mut bytes: Vec<u8> = (0..length).map(|_| next() as u8).collect();
             // Often a plausible start, so the deeper checks run too.
             if length > 0 && next() % 2 == 0 {
                 bytes[0] = 0x45;
+            }
+            if length > 40 && next() % 4 == 0 {
+                bytes[2..4].copy_from_slice(&(length as u16).to_be_bytes());
+                bytes[9] = 6;
             }
             if length > 40 && next() % 2 == 0 {
                 bytes[12..16].copy_from_slice(&[192, 168, 77, 2]);
@@ -1265,6 +1382,8 @@ mod tests {
             }
             let _ = outbound(&bytes, &table);
             let _ = fragmentation_needed(&bytes, 1400, &mut icmp);
+            let mtu = (next() % 100) as usize;
+            let _ = resegment(&bytes, mtu, &mut scratch, |s| assert!(s.len() <= mtu));
             if let Inbound::Deliver { start, end } = inbound(&mut bytes, &table) {
                 assert!(start <= end && end <= bytes.len());
             }
@@ -1304,6 +1423,58 @@ mod tests {
         let mut later = tcp("10.244.1.1", "10.244.2.1", 1, 2);
         later[7] = 1;
         assert_eq!(fragmentation_needed(&later, 1380, &mut out), None);
+    }
+
+    /// A TCP packet from 10.244.2.1:1234 to 10.244.1.1:80 with `flags` and `payload`.
+    fn tcp_segment(sequence: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let mut tcp = vec![0x04, 0xd2, 0x00, 0x50];
+        tcp.extend(sequence.to_be_bytes());
+        tcp.extend([0, 0, 0, 1, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        tcp.extend(payload);
+        packet("10.244.2.1", "10.244.1.1", 6, ECN_ECT_0, &tcp)
+    }
+
+    #[test]
+    fn a_tcp_packet_merged_by_gro_is_cut_back_into_segments_that_fit() {
+        let payload: Vec<u8> = (0..3000).map(|i| (i % 251) as u8).collect();
+        let (fin, psh, ack, cwr) = (0x01, 0x08, 0x10, 0x80);
+        let merged = tcp_segment(0xffff_ff00, fin | psh | ack | cwr, &payload);
+        let mut scratch = vec![0; MAX_PACKET];
+        let mut segments = Vec::new();
+        assert!(resegment(&merged, 1480, &mut scratch, |s| segments.push(s.to_vec())));
+        let lengths: Vec<usize> = segments.iter().map(Vec::len).collect();
+        assert_eq!(lengths, [1480, 1480, 160]);
+        let mut pseudo = [10, 244, 2, 1, 10, 244, 1, 1, 0, 6, 0, 0];
+        let mut data: Vec<u8> = Vec::new();
+        for (i, segment) in segments.iter().enumerate() {
+            let header = Header::parse(segment).unwrap();
+            assert_eq!(header.total_length, segment.len());
+            assert_eq!(segment[1], ECN_ECT_0);
+            assert_eq!(checksum(&segment[..20]), 0, "IP header checksum");
+            let id = u16::from_be_bytes([segment[4], segment[5]]);
+            assert_eq!(id, 0x1234 + i as u16);
+            pseudo[10..].copy_from_slice(&((segment.len() - 20) as u16).to_be_bytes());
+            assert_eq!(
+                fold(word_sum(&pseudo) + word_sum(&segment[20..])),
+                0,
+                "TCP checksum"
+            );
+            let sequence = u32::from_be_bytes(segment[24..28].try_into().unwrap());
+            assert_eq!(sequence, 0xffff_ff00_u32.wrapping_add(1440 * i as u32));
+            let flags = [ack | cwr, ack, ack | psh | fin][i];
+            assert_eq!(segment[33], flags, "segment {i}");
+            data.extend(&segment[40..]);
+        }
+        assert_eq!(data, payload);
+    }
+
+    #[test]
+    fn packets_that_fit_or_are_not_tcp_go_in_whole() {
+        let mut scratch = vec![0; MAX_PACKET];
+        let fits = tcp_segment(1, 0x10, &[0; 1440]);
+        assert!(!resegment(&fits, 1480, &mut scratch, |_| panic!()));
+        let udp = packet("10.244.2.1", "10.244.1.1", 17, 0, &[0; 3000]);
+        assert!(!resegment(&udp, 1480, &mut scratch, |_| panic!()));
     }
 
     #[test]

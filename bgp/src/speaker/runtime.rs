@@ -274,6 +274,7 @@ impl Speaker {
         Subscription {
             speaker: self.clone(),
             receiver: self.events.subscribe(),
+            lagged: false,
         }
     }
 }
@@ -293,16 +294,45 @@ pub enum Notice {
 pub struct Subscription {
     speaker: Speaker,
     receiver: broadcast::Receiver<SpeakerEvent>,
+    /// [`Subscription::try_next`] saw the subscriber fall behind; the next call to
+    /// [`Subscription::next`] resynchronises.
+    lagged: bool,
 }
 
 impl Subscription {
+    /// The next event if one is ready, without waiting (for taking a batch); `None` when none
+    /// is, or when the subscriber fell behind, which the next [`Subscription::next`] answers
+    /// with a resync.
+    pub fn try_next(&mut self) -> Option<Notice> {
+        if self.lagged {
+            return None;
+        }
+        match self.receiver.try_recv() {
+            Ok(event) => Some(Notice::Event(event)),
+            Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                warn!(missed, "subscriber fell behind; resynchronising");
+                self.lagged = true;
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     /// The next notice; `None` once the speaker stopped.
     pub async fn next(&mut self) -> Option<Notice> {
-        match self.receiver.recv().await {
+        let received = if self.lagged {
+            self.lagged = false;
+            Err(broadcast::error::RecvError::Lagged(0))
+        } else {
+            self.receiver.recv().await
+        };
+        match received {
             Ok(event) => Some(Notice::Event(event)),
             Err(broadcast::error::RecvError::Closed) => None,
             Err(broadcast::error::RecvError::Lagged(missed)) => {
-                warn!(missed, "subscriber fell behind; resynchronising");
+                if missed > 0 {
+                    warn!(missed, "subscriber fell behind; resynchronising");
+                }
                 // Take a fresh receiver first, so nothing after the snapshot is missed.
                 self.receiver = self.receiver.resubscribe();
                 let mut all = Vec::new();
