@@ -216,11 +216,7 @@ async fn falling_behind_while_taking_a_batch_leads_to_a_resync_too() {
     let mut seen = false;
     while std::time::Instant::now() < deadline && !seen {
         while let Some(notice) = slow.try_next() {
-            if let Notice::Event(tern_bgp::speaker::core::SpeakerEvent::BestPath {
-                prefix: p,
-                ..
-            }) = notice
-            {
+            if let Notice::Event(SpeakerEvent::BestPath { prefix: p, .. }) = notice {
                 seen |= p == prefix;
             }
         }
