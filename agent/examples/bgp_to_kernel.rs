@@ -136,7 +136,11 @@ fn start(ns: &str, program: &Path, args: &[&str], stdout: Stdio) -> Child {
         .arg(program)
         .args(args)
         .stdout(stdout)
-        .stderr(Stdio::null())
+        .stderr(if std::env::var_os("B2K_VERBOSE").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .unwrap()
 }

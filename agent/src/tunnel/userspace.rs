@@ -13,15 +13,17 @@
 //! `IP_PMTUDISC_DONT`). When the underlay path MTU has shrunk below a DF packet, the sender gets
 //! ICMP "fragmentation needed" (RFC 1191) with the path MTU less 20. The TUN device's MTU (the
 //! underlay MTU less 20) makes the kernel answer that for packets too big for the tunnel itself.
-//! The outer TOS copies the inner one, with the ECN field handled as RFC 6040's normal mode:
-//! set per packet through an `IP_TOS` control message, and an outer CE mark is carried into an
-//! ECN-capable inner packet on the way out.
+//! The outer TOS copies the inner one (set per packet through an `IP_TOS` control message),
+//! with the ECN field handled as RFC 6040's normal mode: an inner CE leaves as ECT(0), and on
+//! arrival an outer CE mark is carried into an ECN-capable inner packet (one that is not
+//! ECN-capable is dropped).
 //!
 //! The device is persistent (`TUNSETPERSIST`): the kernel routes through it survive a restart of
 //! ternd; [`delete_device`] removes it when encapsulation is turned off.
 //!
-//! Limits: packets are dropped while ternd is down; every packet costs a system call in each
-//! direction, so throughput is below the kernel's; the outer TTL is the kernel default.
+//! Limits: packets are dropped while ternd is down; every packet costs two system calls and a
+//! copy through userspace, so throughput is well below the kernel's; the outer TTL is the
+//! kernel default.
 //! Where the underlay NIC does GRO, it may merge IP-in-IP TCP segments into one large packet
 //! before it reaches the raw socket; those are cut back into segments that fit the device MTU
 //! (other merged packets, rare, go in whole).
@@ -974,7 +976,7 @@ fn receive_nothing(socket: &OwnedFd) -> io::Result<()> {
     setsockopt(socket, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &program)
 }
 
-/// A receive buffer of [`RECEIVE_BUFFER`] octets for the receiving socket, so a burst from the
+/// A receive buffer of `RECEIVE_BUFFER` octets for the receiving socket, so a burst from the
 /// wire waits there instead of being dropped while the thread writes into the device. Forced
 /// past `net.core.rmem_max` where the process may (`CAP_NET_ADMIN`); otherwise capped by it.
 fn enlarge_receive_buffer(socket: &OwnedFd) {
