@@ -146,7 +146,7 @@ pub fn speaker_config(config: &Config, restarting: bool) -> SpeakerConfig {
     speaker.restarting = restarting;
     speaker.decision.maximum_paths = 8;
     // Room for a full table's worth of changes while the kernel catches up, rather than a resync.
-    speaker.event_queue = Some(1 << 18);
+    speaker.event_queue = Some(1 << 20);
     speaker
 }
 
@@ -663,8 +663,7 @@ impl Agent {
 
     /// Applies a batch of best-path changes to the kernel.
     async fn program(&mut self, entries: Vec<(IpNetwork, Option<RouteEntry>)>) {
-        let mut replace = Vec::new();
-        let mut delete = Vec::new();
+        let mut changes = Vec::new();
         for (prefix, entry) in entries {
             let wanted = entry.as_ref().and_then(|e| self.kernel_route(e));
             if wanted.is_none() && self.tunnels.active() {
@@ -672,15 +671,25 @@ impl Agent {
             }
             match wanted {
                 Some(kind) => {
-                    self.stale.remove(&prefix);
-                    if self.learned.get(&prefix) != Some(&kind) {
-                        self.learned.insert(prefix, kind.clone());
-                        replace.push(KernelRoute { prefix, kind });
+                    if !self.stale.is_empty() {
+                        self.stale.remove(&prefix);
+                    }
+                    match self.learned.entry(prefix) {
+                        std::collections::btree_map::Entry::Occupied(mut known) => {
+                            if *known.get() != kind {
+                                known.insert(kind.clone());
+                                changes.push((prefix, Some(kind)));
+                            }
+                        }
+                        std::collections::btree_map::Entry::Vacant(slot) => {
+                            slot.insert(kind.clone());
+                            changes.push((prefix, Some(kind)));
+                        }
                     }
                 }
                 None => {
                     if self.learned.remove(&prefix).is_some() {
-                        delete.push(prefix);
+                        changes.push((prefix, None));
                     }
                 }
             }
@@ -689,10 +698,8 @@ impl Agent {
             // Neighbour and FDB entries (VXLAN) and the userspace table before the routes.
             self.tunnels.sync().await;
         }
-        if (!replace.is_empty() || !delete.is_empty())
-            && self.kernel.send((replace, delete)).await.is_err()
-        {
-            warn!("the kernel writer stopped");
+        if !changes.is_empty() {
+            self.kernel.push(changes);
         }
     }
 

@@ -9,4 +9,5 @@ pub mod agent;
 pub mod api;
 pub mod config;
 pub mod routes;
+pub mod sys;
 pub mod tunnel;

@@ -285,8 +285,8 @@ impl Writer {
         Ok(Writer { socket })
     }
 
-    /// Sends every request and returns those the kernel refused, with its error.
-    fn send(&mut self, batch: &Encoded) -> Vec<(IpNetwork, ErrorMessage)> {
+    /// Sends every request and returns those the kernel refused (by index), with its error.
+    fn send(&mut self, batch: &Encoded) -> Vec<(usize, ErrorMessage)> {
         let mut failures = Vec::new();
         for chunk in &batch.chunks {
             if let Err(error) = self.socket.send(chunk, 0) {
@@ -315,8 +315,8 @@ impl Writer {
                 if let NetlinkPayload::Error(error) = message.payload {
                     if error.code.is_some() {
                         let index = sequence.wrapping_sub(1) as usize;
-                        if let Some(prefix) = batch.prefixes.get(index) {
-                            failures.push((*prefix, error));
+                        if index < batch.prefixes.len() {
+                            failures.push((index, error));
                         }
                     }
                     if sequence == last {
@@ -383,35 +383,79 @@ impl Programmer {
         self.write("delete", batch, true).await
     }
 
-    /// Sends the requests on the batch socket, off the async threads: the kernel handles each
-    /// sendmsg before it returns, which for a million routes takes seconds.
+    /// Applies changes in order: `Some(kind)` installs or replaces the route, `None` deletes it
+    /// (a route already gone is not an error). Returns the failures.
+    pub async fn apply(&self, changes: &[(IpNetwork, Option<RouteKind>)]) -> Vec<RouteError> {
+        let mut batch = Encoded::default();
+        let mut last = 0;
+        for (prefix, kind) in changes {
+            let flags = match kind {
+                Some(_) => NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE,
+                None => NLM_F_REQUEST,
+            };
+            batch.push(*prefix, |buffer, sequence| {
+                last = encode(buffer, sequence, flags, self.tag, *prefix, kind.as_ref());
+            });
+        }
+        batch.finish(last);
+        let prefixes = batch.prefixes.clone();
+        self.send(batch)
+            .await
+            .into_iter()
+            .filter_map(|(index, error)| {
+                let (prefix, kind) = changes.get(index)?;
+                let operation = if kind.is_some() { "install" } else { "delete" };
+                if kind.is_none() && error.raw_code() == -libc_esrch() {
+                    return None;
+                }
+                debug_assert_eq!(prefixes.get(index), Some(prefix));
+                Some(RouteError {
+                    operation,
+                    prefix: *prefix,
+                    source: rtnetlink::Error::NetlinkError(error),
+                })
+            })
+            .collect()
+    }
+
+    /// Sends the requests on the batch socket and maps failures to errors.
     async fn write(
         &self,
         operation: &'static str,
         batch: Encoded,
         ignore_missing: bool,
     ) -> Vec<RouteError> {
+        let prefixes = batch.prefixes.clone();
+        self.send(batch)
+            .await
+            .into_iter()
+            .filter(|(_, error)| !(ignore_missing && error.raw_code() == -libc_esrch()))
+            .filter_map(|(index, error)| {
+                Some(RouteError {
+                    operation,
+                    prefix: *prefixes.get(index)?,
+                    source: rtnetlink::Error::NetlinkError(error),
+                })
+            })
+            .collect()
+    }
+
+    /// Sends the requests on the batch socket, off the async threads: the kernel handles each
+    /// sendmsg before it returns, which for a million routes takes seconds.
+    async fn send(&self, batch: Encoded) -> Vec<(usize, ErrorMessage)> {
         if batch.prefixes.is_empty() {
             return Vec::new();
         }
         let writer = self.writer.clone();
-        let failures = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
+            crate::sys::raise_thread_priority();
             let mut writer = writer
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             writer.send(&batch)
         })
         .await
-        .unwrap_or_default();
-        failures
-            .into_iter()
-            .filter(|(_, error)| !(ignore_missing && error.raw_code() == -libc_esrch()))
-            .map(|(prefix, error)| RouteError {
-                operation,
-                prefix,
-                source: rtnetlink::Error::NetlinkError(error),
-            })
-            .collect()
+        .unwrap_or_default()
     }
 
     /// Every route of ours (our table and protocol), IPv4 and IPv6, blackholes included.
@@ -529,37 +573,89 @@ fn libc_esrch() -> i32 {
     3
 }
 
-/// Route batches for the kernel writer: routes to install or replace, prefixes to delete.
-pub type WriterQueue = tokio::sync::mpsc::Sender<(Vec<KernelRoute>, Vec<IpNetwork>)>;
+/// One route change: `Some(kind)` installs or replaces, `None` deletes.
+pub type Change = (IpNetwork, Option<RouteKind>);
+
+/// Route changes waiting for the kernel writer, in order: `Some(kind)` installs or replaces,
+/// `None` deletes. The agent appends; the writer takes everything pending each time it is ready,
+/// so its batches grow while the kernel is busy instead of the agent waiting on it.
+#[derive(Debug, Clone)]
+pub struct WriterQueue {
+    shared: Arc<(Mutex<Vec<Change>>, tokio::sync::Notify)>,
+}
+
+impl WriterQueue {
+    /// Queues changes for the kernel; never waits.
+    pub fn push(&self, changes: impl IntoIterator<Item = (IpNetwork, Option<RouteKind>)>) {
+        let (pending, wake) = &*self.shared;
+        pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(changes);
+        wake.notify_one();
+    }
+
+    /// How many changes wait for the kernel.
+    pub fn pending(&self) -> usize {
+        self.shared
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+}
 
 /// How many times a failed install is tried again before it is reported.
 const RETRIES: u32 = 5;
 
-/// Spawns the task that writes route batches to the kernel in order, so the caller goes on
-/// taking the next changes while the kernel works. Failed installs are tried again off the
+/// Spawns the task that writes queued route changes to the kernel in order, so the caller goes
+/// on taking the next changes while the kernel works. Failed installs are tried again off the
 /// writer's path, `first_delay` then doubling, five times; what still fails is logged (the
 /// agent's periodic repair keeps trying after that).
 pub fn spawn_writer(programmer: Programmer, first_delay: std::time::Duration) -> WriterQueue {
-    let (sender, mut batches) =
-        tokio::sync::mpsc::channel::<(Vec<KernelRoute>, Vec<IpNetwork>)>(64);
+    let queue = WriterQueue {
+        shared: Arc::new((Mutex::new(Vec::new()), tokio::sync::Notify::new())),
+    };
+    let shared = queue.shared.clone();
     tokio::spawn(async move {
-        while let Some((replace, delete)) = batches.recv().await {
-            let failed = programmer.replace(&replace).await;
-            if !failed.is_empty() {
-                let prefixes: std::collections::BTreeSet<IpNetwork> =
-                    failed.iter().map(|e| e.prefix).collect();
-                let again: Vec<KernelRoute> = replace
-                    .into_iter()
-                    .filter(|r| prefixes.contains(&r.prefix))
-                    .collect();
-                retry(programmer.clone(), again, first_delay);
+        loop {
+            shared.1.notified().await;
+            let changes = std::mem::take(&mut *shared.0.lock().unwrap_or_else(|p| p.into_inner()));
+            if changes.is_empty() {
+                continue;
             }
-            for error in programmer.delete(&delete).await {
-                tracing::warn!(%error, "kernel route delete failed");
+            let failed = programmer.apply(&changes).await;
+            let mut again = Vec::new();
+            for error in failed {
+                if error.operation == "install" {
+                    again.push(error.prefix);
+                } else {
+                    tracing::warn!(%error, "kernel route delete failed");
+                }
+            }
+            if !again.is_empty() {
+                // The last change of each failed prefix, unless a later one deleted it.
+                let wanted: std::collections::BTreeSet<IpNetwork> = again.into_iter().collect();
+                let mut last: BTreeMap<IpNetwork, Option<RouteKind>> = BTreeMap::new();
+                for (prefix, kind) in changes {
+                    if wanted.contains(&prefix) {
+                        last.insert(prefix, kind);
+                    }
+                }
+                let routes: Vec<KernelRoute> = last
+                    .into_iter()
+                    .filter_map(|(prefix, kind)| {
+                        Some(KernelRoute {
+                            prefix,
+                            kind: kind?,
+                        })
+                    })
+                    .collect();
+                retry(programmer.clone(), routes, first_delay);
             }
         }
     });
-    sender
+    queue
 }
 
 /// Tries failed installs again with a doubling delay.

@@ -250,7 +250,7 @@ fn a_refused_install_is_retried_until_the_kernel_takes_it() {
                     kind: via(&["198.18.0.2"]),
                 },
             ];
-            queue.send((batch, Vec::new())).await.unwrap();
+            queue.push(batch.into_iter().map(|r| (r.prefix, Some(r.kind))));
             tokio::time::sleep(Duration::from_millis(50)).await;
             let first = without_interfaces(programmer.dump().await.unwrap());
             run(&[

@@ -366,8 +366,8 @@ impl Peer {
 #[derive(Debug)]
 pub struct Core {
     config: SpeakerConfig,
-    peers: HashMap<IpAddr, Peer>,
-    ids: HashMap<PeerId, IpAddr>,
+    peers: FastMap<IpAddr, Peer>,
+    ids: FastMap<PeerId, IpAddr>,
     conns: HashMap<ConnId, (IpAddr, SessionId)>,
     table: Table,
     interner: Interner,
@@ -397,8 +397,8 @@ impl Core {
         Core {
             table: Table::new(config.decision),
             config,
-            peers: HashMap::new(),
-            ids: HashMap::new(),
+            peers: FastMap::default(),
+            ids: FastMap::default(),
             conns: HashMap::new(),
             interner: Interner::default(),
             timers: HashSet::new(),
