@@ -240,6 +240,13 @@ fn one_run(device: &str, count: u32, bin: &Path, dir: &Path) -> Duration {
     let ended = done_rx
         .recv_timeout(Duration::from_secs(300))
         .expect("the kernel never held every route");
+    if std::env::var_os("B2K_VERBOSE").is_some() {
+        eprintln!(
+            "{device}: first UPDATE {:.4}, all in the kernel {:.4}",
+            started as f64 / 1e9,
+            ended as f64 / 1e9
+        );
+    }
     Duration::from_nanos((ended - started) as u64)
 }
 

@@ -1,5 +1,6 @@
 //! The injector: connects to the device under test, establishes an eBGP session, and sends N
-//! distinct /24s packed into as few 4096-octet UPDATEs as fit, then an End-of-RIB.
+//! distinct /24s packed into as few 4096-octet UPDATEs as fit, then an End-of-RIB. `--first`
+//! starts at another prefix index, so two injectors can announce disjoint sets.
 //!
 //! All UPDATEs are encoded before the clock starts; the start time is taken just before the
 //! first UPDATE octet is written and printed as `start NANOSECONDS`. The session then stays up
@@ -36,6 +37,10 @@ pub struct Args {
     /// How many /24s to announce.
     #[arg(long)]
     count: u32,
+    /// The index of the first /24 (see [`prefix`]), so that two injectors can announce
+    /// disjoint sets.
+    #[arg(long, default_value_t = 0)]
+    first: u32,
     /// The hold time we propose.
     #[arg(long, default_value_t = 180)]
     hold_time: u16,
@@ -50,7 +55,7 @@ const SLICE: usize = 1 << 16;
 
 /// Runs the injector until killed.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    if args.count > MAX_PREFIXES {
+    if args.first.saturating_add(args.count) > MAX_PREFIXES {
         bail!("at most {MAX_PREFIXES} prefixes fit the address plan");
     }
     let stream = connect(args.connect, Duration::from_secs(args.connect_timeout)).await?;
@@ -66,7 +71,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let session = session::establish(stream, local).await?;
     println!("established {}", session.peer_asn);
 
-    let bytes = encode_routes(&session.context, args.asn, local_address, args.count)?;
+    let bytes = encode_routes(
+        &session.context,
+        args.asn,
+        local_address,
+        args.first..args.first + args.count,
+    )?;
     let slices = slices(&bytes, &session.context)?;
     let mut reader = session.reader;
     let context = session.context;
@@ -130,15 +140,16 @@ pub fn prefix(i: u32) -> Ipv4Network {
     Ipv4Network::new(address, 24).unwrap_or_else(|_| unreachable!("24 is a valid length"))
 }
 
-/// Every UPDATE, then the End-of-RIB, back to back: ORIGIN IGP, AS_PATH of our AS, NEXT_HOP of
-/// our address.
+/// Every UPDATE for the prefixes `indices`, then the End-of-RIB, back to back: ORIGIN IGP,
+/// AS_PATH of our AS, NEXT_HOP of our address.
 fn encode_routes(
     context: &tern_bgp::wire::Context,
     asn: u32,
     next_hop: Ipv4Addr,
-    count: u32,
+    indices: std::ops::Range<u32>,
 ) -> anyhow::Result<Vec<u8>> {
-    let routes: Vec<Nlri> = (0..count)
+    let count = indices.len();
+    let routes: Vec<Nlri> = indices
         .map(|i| Nlri::new(IpNetwork::V4(prefix(i))))
         .collect();
     let attributes = PathAttributes {
@@ -147,7 +158,7 @@ fn encode_routes(
         next_hop: Some(next_hop),
         ..PathAttributes::default()
     };
-    let mut bytes = Vec::with_capacity(count as usize * 4 + 4096);
+    let mut bytes = Vec::with_capacity(count * 4 + 4096);
     UpdateBuilder::new(context).announce(
         Family::IPV4_UNICAST,
         &attributes,
@@ -195,7 +206,8 @@ mod tests {
             external: true,
             ..Default::default()
         };
-        let bytes = encode_routes(&context, 65001, Ipv4Addr::new(10, 254, 1, 1), 10_000).unwrap();
+        let bytes =
+            encode_routes(&context, 65001, Ipv4Addr::new(10, 254, 1, 1), 0..10_000).unwrap();
         let slices = slices(&bytes, &context).unwrap();
         assert_eq!(slices.concat(), bytes);
         let mut at = 0;
@@ -212,5 +224,24 @@ mod tests {
         assert_eq!(announced, 10_000);
         // About 1,000 /24s per UPDATE: 10,000 prefixes take 10 or 11 of them plus End-of-RIB.
         assert!(bytes.len() < 12 * 4096);
+    }
+
+    #[test]
+    fn a_first_index_announces_the_set_that_starts_there() {
+        let context = tern_bgp::wire::Context {
+            four_octet_as: true,
+            external: true,
+            ..Default::default()
+        };
+        let bytes = encode_routes(&context, 65001, Ipv4Addr::new(10, 254, 1, 1), 10..20).unwrap();
+        let header = frame(&bytes, &context).unwrap().unwrap();
+        let Message::Update(update) = Message::decode(&bytes[..header.length], &context).unwrap()
+        else {
+            panic!("the first message is an UPDATE");
+        };
+        let expected: Vec<Nlri> = (10..20)
+            .map(|i| Nlri::new(IpNetwork::V4(prefix(i))))
+            .collect();
+        assert_eq!(update.nlri, expected);
     }
 }
