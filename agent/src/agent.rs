@@ -145,8 +145,6 @@ pub fn speaker_config(config: &Config, restarting: bool) -> SpeakerConfig {
     speaker.graceful_restart_time = Some(config.graceful_restart_time.0.as_secs().min(4095) as u16);
     speaker.restarting = restarting;
     speaker.decision.maximum_paths = 8;
-    // Room for a full table's worth of changes while the kernel catches up, rather than a resync.
-    speaker.event_queue = Some(1 << 20);
     speaker
 }
 
@@ -331,7 +329,7 @@ impl Agent {
         let restarting = !existing.is_empty();
         let listen = SocketAddr::new(config.listen_address, config.listen_port);
         let (speaker, _) = Speaker::start(speaker_config(&config, restarting), &[listen]).await?;
-        let events = Some(speaker.subscribe());
+        let events = Some(speaker.subscribe_lossless());
         let peers = desired_peers(&config).map_err(anyhow::Error::msg)?;
         let stale: BTreeSet<IpNetwork> = existing.keys().copied().collect();
         if restarting {
@@ -779,7 +777,7 @@ impl Agent {
         let mut hangup = signal(SignalKind::hangup())?;
         let mut events = match self.events.take() {
             Some(events) => events,
-            None => self.speaker.subscribe(),
+            None => self.speaker.subscribe_lossless(),
         };
         let mut repair = tokio::time::interval(REPAIR_INTERVAL);
         repair.tick().await;

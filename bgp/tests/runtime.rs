@@ -225,3 +225,35 @@ async fn falling_behind_while_taking_a_batch_leads_to_a_resync_too() {
     assert!(seen, "the next change arrives through try_next");
     speaker.shutdown(false).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lossless_subscriber_gets_every_event_however_far_behind() {
+    let (speaker, _) = speaker(65001, "127.0.0.33").await;
+    let mut agent = speaker.subscribe_lossless();
+    let count = 70_000u32;
+    for i in 0..count {
+        let prefix = IpNetwork::V4(
+            ipnetwork::Ipv4Network::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).unwrap(),
+        );
+        speaker.originate(prefix, vec![]).await.unwrap();
+    }
+    let last = speaker.routes(None, usize::MAX).await.unwrap();
+    assert_eq!(last.len(), count as usize);
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < count as usize {
+        match tokio::time::timeout(Duration::from_secs(20), agent.next())
+            .await
+            .unwrap()
+        {
+            Some(Notice::Event(SpeakerEvent::BestPath { prefix, best, .. })) => {
+                assert!(best.is_some());
+                seen.insert(prefix);
+            }
+            Some(Notice::Event(_)) => {}
+            Some(Notice::Resync(_)) => panic!("a lossless subscriber is never resynchronised"),
+            None => panic!("the speaker stopped"),
+        }
+    }
+    assert!(agent.try_next().is_none(), "nothing more than the changes");
+    speaker.shutdown(false).await.unwrap();
+}

@@ -120,7 +120,13 @@ enum WriterCommand {
 pub struct Speaker {
     requests: mpsc::Sender<Request>,
     events: broadcast::Sender<SpeakerEvent>,
+    /// Subscribers that must see every event (the node agent): unbounded queues, which hold
+    /// memory only while their reader is behind.
+    lossless: LosslessSenders,
 }
+
+/// The senders of lossless subscriptions, shared between the handle and the runtime.
+type LosslessSenders = Arc<std::sync::Mutex<Vec<mpsc::UnboundedSender<SpeakerEvent>>>>;
 
 /// Why a request to the speaker failed.
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +175,7 @@ impl Speaker {
                 ttl.clone(),
             ));
         }
+        let lossless = LosslessSenders::default();
         let runtime = Runtime {
             ttl,
             core: Core::new(config),
@@ -176,6 +183,8 @@ impl Speaker {
             timers: Timers::default(),
             internal: internal_tx,
             events: events_tx.clone(),
+            lossless: lossless.clone(),
+            lossless_now: Vec::new(),
             listeners,
             passwords: HashMap::new(),
         };
@@ -184,6 +193,7 @@ impl Speaker {
             Speaker {
                 requests: requests_tx,
                 events: events_tx,
+                lossless,
             },
             bound,
         ))
@@ -269,11 +279,27 @@ impl Speaker {
         answer.await.map_err(|_| Stopped)
     }
 
-    /// Subscribes to peer and route events.
+    /// Subscribes to peer and route events. A subscriber that falls more than the event queue
+    /// behind gets a resync (the whole table) instead of the events it missed.
     pub fn subscribe(&self) -> Subscription {
         Subscription {
             speaker: self.clone(),
-            receiver: self.events.subscribe(),
+            receiver: Receiver::Broadcast(self.events.subscribe()),
+            lagged: false,
+        }
+    }
+
+    /// Subscribes to every event, however far behind the reader falls: for the one consumer
+    /// that must apply each change (the node agent programming the kernel). Its queue holds
+    /// memory only while the reader is behind; a resync never happens.
+    pub fn subscribe_lossless(&self) -> Subscription {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        if let Ok(mut senders) = self.lossless.lock() {
+            senders.push(sender);
+        }
+        Subscription {
+            speaker: self.clone(),
+            receiver: Receiver::Lossless(receiver),
             lagged: false,
         }
     }
@@ -293,10 +319,19 @@ pub enum Notice {
 #[derive(Debug)]
 pub struct Subscription {
     speaker: Speaker,
-    receiver: broadcast::Receiver<SpeakerEvent>,
+    receiver: Receiver,
     /// [`Subscription::try_next`] saw the subscriber fall behind; the next call to
     /// [`Subscription::next`] resynchronises.
     lagged: bool,
+}
+
+/// Where a subscription's events come from.
+#[derive(Debug)]
+enum Receiver {
+    /// The shared, bounded queue: a reader that falls behind is resynchronised.
+    Broadcast(broadcast::Receiver<SpeakerEvent>),
+    /// A queue of its own that loses nothing.
+    Lossless(mpsc::UnboundedReceiver<SpeakerEvent>),
 }
 
 impl Subscription {
@@ -307,7 +342,11 @@ impl Subscription {
         if self.lagged {
             return None;
         }
-        match self.receiver.try_recv() {
+        let receiver = match &mut self.receiver {
+            Receiver::Broadcast(receiver) => receiver,
+            Receiver::Lossless(receiver) => return receiver.try_recv().ok().map(Notice::Event),
+        };
+        match receiver.try_recv() {
             Ok(event) => Some(Notice::Event(event)),
             Err(broadcast::error::TryRecvError::Lagged(missed)) => {
                 warn!(missed, "subscriber fell behind; resynchronising");
@@ -320,11 +359,15 @@ impl Subscription {
 
     /// The next notice; `None` once the speaker stopped.
     pub async fn next(&mut self) -> Option<Notice> {
+        let receiver = match &mut self.receiver {
+            Receiver::Broadcast(receiver) => receiver,
+            Receiver::Lossless(receiver) => return receiver.recv().await.map(Notice::Event),
+        };
         let received = if self.lagged {
             self.lagged = false;
             Err(broadcast::error::RecvError::Lagged(0))
         } else {
-            self.receiver.recv().await
+            receiver.recv().await
         };
         match received {
             Ok(event) => Some(Notice::Event(event)),
@@ -334,7 +377,7 @@ impl Subscription {
                     warn!(missed, "subscriber fell behind; resynchronising");
                 }
                 // Take a fresh receiver first, so nothing after the snapshot is missed.
-                self.receiver = self.receiver.resubscribe();
+                *receiver = receiver.resubscribe();
                 let mut all = Vec::new();
                 let mut after = None;
                 loop {
@@ -401,6 +444,9 @@ struct Runtime {
     timers: Timers,
     internal: mpsc::Sender<Internal>,
     events: broadcast::Sender<SpeakerEvent>,
+    lossless: LosslessSenders,
+    /// The lossless senders as of this input (taken from `lossless` once per input).
+    lossless_now: Vec<mpsc::UnboundedSender<SpeakerEvent>>,
     listeners: Vec<Arc<TcpListener>>,
     passwords: HashMap<IpAddr, String>,
 }
@@ -501,8 +547,13 @@ impl Runtime {
             }
             _ => {}
         }
-        self.core
-            .set_report_best_paths(self.events.receiver_count() > 0);
+        if let Ok(mut senders) = self.lossless.lock() {
+            senders.retain(|s| !s.is_closed());
+            self.lossless_now.clone_from(&senders);
+        }
+        self.core.set_report_best_paths(
+            self.events.receiver_count() > 0 || !self.lossless_now.is_empty(),
+        );
         let outputs = self.core.handle(input, std::time::Instant::now());
         for output in outputs {
             self.output(output);
@@ -566,7 +617,12 @@ impl Runtime {
                 {
                     info!(peer = %address, state = state.as_str(), error = error.as_deref().unwrap_or(""), "peer state");
                 }
-                let _ = self.events.send(event);
+                for sender in &self.lossless_now {
+                    let _ = sender.send(event.clone());
+                }
+                if self.events.receiver_count() > 0 {
+                    let _ = self.events.send(event);
+                }
             }
         }
     }
