@@ -26,6 +26,7 @@ const NODES: [(&str, &str, &str, &str, u8); 4] = [
 enum Mode {
     IpipAlways,
     IpipCrossSubnet,
+    VxlanCrossSubnet,
     VxlanAlways,
 }
 
@@ -34,6 +35,7 @@ fn set_mode(lab: &Lab, mode: Mode) {
     let (ipip, vxlan) = match mode {
         Mode::IpipAlways => ("Always", "Never"),
         Mode::IpipCrossSubnet => ("CrossSubnet", "Never"),
+        Mode::VxlanCrossSubnet => ("Never", "CrossSubnet"),
         Mode::VxlanAlways => ("Never", "Always"),
     };
     for (node, ..) in NODES {
@@ -65,7 +67,8 @@ fn expected(mode: Mode, i: usize, j: usize) -> (IpAddr, &'static str) {
         Mode::IpipAlways => (node, "tunl0"),
         Mode::IpipCrossSubnet if same_rack => (node, "eth1"),
         Mode::IpipCrossSubnet => (node, "tunl0"),
-        Mode::VxlanAlways => {
+        Mode::VxlanCrossSubnet if same_rack => (node, "eth1"),
+        Mode::VxlanCrossSubnet | Mode::VxlanAlways => {
             let block: ipnetwork::IpNetwork = block.parse().unwrap();
             (block.network(), "vxlan.tern")
         }
@@ -287,6 +290,25 @@ fn pods_reach_each_other_through_ipip_and_vxlan_and_modes_change_at_runtime() {
     let across = capture(&lab, 0, 2);
     assert!(across.count(ip_protocol::IPIP) >= 10, "{across:?}");
     assert_eq!(across.count(ip_protocol::ICMP), 0, "{across:?}");
+
+    // VXLAN CrossSubnet: plain inside a rack, UDP between racks; the userspace tunl0 goes.
+    set_mode(&lab, Mode::VxlanCrossSubnet);
+    wait_routes(&lab, Mode::VxlanCrossSubnet);
+    ping_all(&lab, Mode::VxlanCrossSubnet);
+    let same_rack = capture(&lab, 0, 1);
+    assert!(same_rack.count(ip_protocol::ICMP) >= 10, "{same_rack:?}");
+    assert_eq!(same_rack.count(ip_protocol::UDP), 0, "{same_rack:?}");
+    let across = capture(&lab, 0, 2);
+    assert!(across.count(ip_protocol::UDP) >= 10, "{across:?}");
+    assert_eq!(across.count(ip_protocol::ICMP), 0, "{across:?}");
+    assert_eq!(across.count(ip_protocol::IPIP), 0, "{across:?}");
+    if !kernel_ipip {
+        let gone = lab.exec("n1", &["ip", "link", "show", "tunl0"]);
+        assert!(
+            gone.is_err(),
+            "the userspace tunl0 stays after IP-in-IP is off: {gone:?}"
+        );
+    }
 
     // VXLAN Always: UDP on the wire, nothing else.
     set_mode(&lab, Mode::VxlanAlways);

@@ -385,14 +385,24 @@ impl Tunnels {
             }
             (None, _) => {
                 let message = LinkIpIp::new(IPIP_DEVICE).build();
-                match self.handle.link().add(message).execute().await {
-                    Ok(()) => self.link(IPIP_DEVICE).await.map(|(index, _, _)| index),
-                    Err(error) if choice == IpipDataPath::Kernel => {
+                let added = self.handle.link().add(message).execute().await;
+                // Loading the ipip module creates its own tunl0 (the fallback device), which
+                // can make our request fail with EEXIST: what counts is what is there now.
+                let now = match self.link(IPIP_DEVICE).await {
+                    Some((index, Some(InfoKind::IpIp), _)) => Some(index),
+                    _ => None,
+                };
+                match (now, added) {
+                    (Some(index), _) => Some(index),
+                    (None, Err(error)) if choice == IpipDataPath::Kernel => {
                         anyhow::bail!("the kernel cannot create an ipip device: {error}")
                     }
-                    Err(error) => {
+                    (None, Err(error)) => {
                         info!(%error, "the kernel has no ipip device; using the userspace encapsulator");
                         None
+                    }
+                    (None, Ok(())) => {
+                        anyhow::bail!("{IPIP_DEVICE} was created but is not an ipip device")
                     }
                 }
             }
