@@ -719,6 +719,10 @@ impl Agent {
 
     /// Compares the kernel with what it should hold and mends the difference.
     async fn repair(&mut self) {
+        if self.kernel.pending() > 0 {
+            // The writer is still applying changes: the kernel is behind on purpose.
+            return;
+        }
         let Ok(actual) = self.programmer.dump().await else {
             return;
         };

@@ -581,27 +581,41 @@ pub type Change = (IpNetwork, Option<RouteKind>);
 /// so its batches grow while the kernel is busy instead of the agent waiting on it.
 #[derive(Debug, Clone)]
 pub struct WriterQueue {
-    shared: Arc<(Mutex<Vec<Change>>, tokio::sync::Notify)>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    pending: Mutex<Vec<Change>>,
+    wake: tokio::sync::Notify,
+    /// Changes the writer has taken and not finished.
+    in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl WriterQueue {
     /// Queues changes for the kernel; never waits.
     pub fn push(&self, changes: impl IntoIterator<Item = (IpNetwork, Option<RouteKind>)>) {
-        let (pending, wake) = &*self.shared;
-        pending
+        self.shared
+            .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend(changes);
-        wake.notify_one();
+        self.shared.wake.notify_one();
     }
 
-    /// How many changes wait for the kernel.
+    /// How many changes wait for the kernel, queued or being written.
     pub fn pending(&self) -> usize {
-        self.shared
-            .0
+        let queued = self
+            .shared
+            .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .len()
+            .len();
+        queued
+            + self
+                .shared
+                .in_flight
+                .load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -614,17 +628,26 @@ const RETRIES: u32 = 5;
 /// agent's periodic repair keeps trying after that).
 pub fn spawn_writer(programmer: Programmer, first_delay: std::time::Duration) -> WriterQueue {
     let queue = WriterQueue {
-        shared: Arc::new((Mutex::new(Vec::new()), tokio::sync::Notify::new())),
+        shared: Arc::new(Shared::default()),
     };
     let shared = queue.shared.clone();
     tokio::spawn(async move {
         loop {
-            shared.1.notified().await;
-            let changes = std::mem::take(&mut *shared.0.lock().unwrap_or_else(|p| p.into_inner()));
+            shared.wake.notified().await;
+            let changes = {
+                let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+                shared
+                    .in_flight
+                    .store(pending.len(), std::sync::atomic::Ordering::Release);
+                std::mem::take(&mut *pending)
+            };
             if changes.is_empty() {
                 continue;
             }
             let failed = programmer.apply(&changes).await;
+            shared
+                .in_flight
+                .store(0, std::sync::atomic::Ordering::Release);
             let mut again = Vec::new();
             for error in failed {
                 if error.operation == "install" {
