@@ -41,12 +41,9 @@ blocks: [{block}]
     )
 }
 
-#[test]
-fn nodes_under_an_frr_tor_exchange_blocks_and_their_pods_ping_each_other() {
-    if !require_root() {
-        return;
-    }
-    let (tor, n1, n2) = ("tern-t-tor", "tern-t-tor-n1", "tern-t-tor-n2");
+/// The FRR router `tor` and ternd on `n1` (AS 64512, block 10.244.1.0/26) and `n2` (AS 64513,
+/// 10.244.2.0/26), each on a link of its own; returns the lab and FRR's folder.
+fn two_nodes_under_frr(tor: &str, n1: &str, n2: &str) -> (Lab, std::path::PathBuf) {
     let mut lab = Lab::new(&[tor, n1, n2]);
     lab.link((n1, "eth0", "10.0.1.11/24"), (tor, "eth1", "10.0.1.1/24"));
     lab.link((n2, "eth0", "10.0.2.12/24"), (tor, "eth2", "10.0.2.1/24"));
@@ -65,6 +62,16 @@ fn nodes_under_an_frr_tor_exchange_blocks_and_their_pods_ping_each_other() {
         n2,
         &node("n2", "10.0.2.12", 64513, "10.0.2.1", "10.244.2.0/26"),
     );
+    (lab, frr)
+}
+
+#[test]
+fn nodes_under_an_frr_tor_exchange_blocks_and_their_pods_ping_each_other() {
+    if !require_root() {
+        return;
+    }
+    let (tor, n1, n2) = ("tern-t-tor", "tern-t-tor-n1", "tern-t-tor-n2");
+    let (mut lab, frr) = two_nodes_under_frr(tor, n1, n2);
     lab.pod(n1, "tern-t-tor-pod1", "10.244.1.2", "cali1");
     lab.pod(n2, "tern-t-tor-pod2", "10.244.2.2", "cali2");
 
@@ -149,23 +156,7 @@ fn ternctl_shows_the_frr_session_and_its_blocks_reach_frr_and_the_other_node() {
         return;
     }
     let (tor, n1, n2) = ("tern-t-torctl", "tern-t-torctl-n1", "tern-t-torctl-n2");
-    let mut lab = Lab::new(&[tor, n1, n2]);
-    lab.link((n1, "eth0", "10.0.1.11/24"), (tor, "eth1", "10.0.1.1/24"));
-    lab.link((n2, "eth0", "10.0.2.12/24"), (tor, "eth2", "10.0.2.1/24"));
-    for ns in [tor, n1, n2] {
-        lab.forwarding(ns);
-    }
-    run(&["ip", "-n", n1, "route", "add", "default", "via", "10.0.1.1"]);
-    run(&["ip", "-n", n2, "route", "add", "default", "via", "10.0.2.1"]);
-    let frr = lab.start_frr(tor, FRR);
-    lab.start(
-        n1,
-        &node("n1", "10.0.1.11", 64512, "10.0.1.1", "10.244.1.0/26"),
-    );
-    lab.start(
-        n2,
-        &node("n2", "10.0.2.12", 64513, "10.0.2.1", "10.244.2.0/26"),
-    );
+    let (lab, frr) = two_nodes_under_frr(tor, n1, n2);
 
     let mut status = String::new();
     eventually(60, "n1's session with FRR is up", || {

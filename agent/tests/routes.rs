@@ -34,6 +34,17 @@ impl Namespace {
         Namespace(name.to_owned())
     }
 
+    /// A namespace with a link `dummy0` at 192.0.2.1/24 (no dummy module here: a veth pair
+    /// inside the namespace gives us a link).
+    fn with_link(name: &str) -> Namespace {
+        let ns = Namespace::new(name);
+        ns.ip("link add dummy0 type veth peer name dummy1");
+        ns.ip("link set dummy1 up");
+        ns.ip("link set dummy0 up");
+        ns.ip("addr add 192.0.2.1/24 dev dummy0");
+        ns
+    }
+
     fn ip(&self, args: &str) -> String {
         let mut full = vec!["ip", "-n", &self.0];
         full.extend(args.split_whitespace());
@@ -69,6 +80,13 @@ fn inside<T: Send + 'static>(ns: &Namespace, f: impl FnOnce() -> T + Send + 'sta
     .join()
     .unwrap()
 }
+
+/// Main table, protocol 12 (`bird`), no metric.
+const TAG: RouteTag = RouteTag {
+    table: 254,
+    protocol: 12,
+    metric: None,
+};
 
 fn net(text: &str) -> IpNetwork {
     text.parse().unwrap()
@@ -116,12 +134,7 @@ fn routes_are_installed_dumped_replaced_and_deleted_with_our_protocol_only() {
     if !require_root() {
         return;
     }
-    let ns = Namespace::new("tern-test-routes");
-    // No dummy module here: a veth pair inside the namespace gives us a link.
-    ns.ip("link add dummy0 type veth peer name dummy1");
-    ns.ip("link set dummy1 up");
-    ns.ip("link set dummy0 up");
-    ns.ip("addr add 192.0.2.1/24 dev dummy0");
+    let ns = Namespace::with_link("tern-test-routes");
     ns.ip("-6 addr add 2001:db8::1/64 dev dummy0 nodad");
     // Someone else's route, which must never be touched.
     ns.ip("route add 198.51.100.0/24 via 192.0.2.9 proto static");
@@ -148,18 +161,13 @@ fn routes_are_installed_dumped_replaced_and_deleted_with_our_protocol_only() {
             kind: via(&["2001:db8::2"]),
         },
     ];
-    let tag = RouteTag {
-        table: 254,
-        protocol: 12,
-        metric: None,
-    };
     let (dumped, after_delete) = inside(&ns, move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let programmer = Programmer::open(tag).unwrap();
+            let programmer = Programmer::open(TAG).unwrap();
             assert!(programmer.replace(&wanted).await.is_empty());
             let dumped = programmer.dump().await.unwrap();
             // Replacing changes the next hop in place.
@@ -218,16 +226,7 @@ fn a_refused_install_is_retried_until_the_kernel_takes_it() {
     if !require_root() {
         return;
     }
-    let ns = Namespace::new("tern-test-retry");
-    ns.ip("link add dummy0 type veth peer name dummy1");
-    ns.ip("link set dummy1 up");
-    ns.ip("link set dummy0 up");
-    ns.ip("addr add 192.0.2.1/24 dev dummy0");
-    let tag = RouteTag {
-        table: 254,
-        protocol: 12,
-        metric: None,
-    };
+    let ns = Namespace::with_link("tern-test-retry");
     let name = ns.0.clone();
     let (first, last) = inside(&ns, move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -235,7 +234,7 @@ fn a_refused_install_is_retried_until_the_kernel_takes_it() {
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let programmer = Programmer::open(tag).unwrap();
+            let programmer = Programmer::open(TAG).unwrap();
             let queue =
                 tern_agent::routes::spawn_writer(programmer.clone(), Duration::from_millis(100));
             // The second gateway is on no connected subnet yet: the kernel refuses it

@@ -151,21 +151,26 @@ async fn a_graceful_stop_leaves_the_routes_with_the_peer() {
     b.shutdown(false).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscriber_that_falls_behind_gets_a_full_resync_not_a_gap() {
-    let (speaker, _) = speaker(65001, "127.0.0.31").await;
-    let mut slow = speaker.subscribe();
-    // More changes than the event queue holds, while the subscriber reads nothing.
-    let count = 70_000u32;
+/// Originates `count` /24s (more changes than the event queue holds, while subscribers read
+/// nothing) and waits until the last one went through.
+async fn originate_many(speaker: &Speaker, count: u32) {
     for i in 0..count {
         let prefix = IpNetwork::V4(
             ipnetwork::Ipv4Network::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).unwrap(),
         );
         speaker.originate(prefix, vec![]).await.unwrap();
     }
-    // Make sure the last change went through before reading.
-    let last = speaker.routes(None, usize::MAX).await.unwrap();
-    assert_eq!(last.len(), count as usize);
+    let all = speaker.routes(None, usize::MAX).await.unwrap();
+    assert_eq!(all.len(), count as usize);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_falls_behind_gets_a_full_resync_not_a_gap() {
+    let (speaker, _) = speaker(65001, "127.0.0.31").await;
+    let mut slow = speaker.subscribe();
+    // More changes than the event queue holds, while the subscriber reads nothing.
+    let count = 70_000u32;
+    originate_many(&speaker, count).await;
     let mut resynced = None;
     for _ in 0..10 {
         match tokio::time::timeout(Duration::from_secs(20), slow.next())
@@ -190,14 +195,7 @@ async fn falling_behind_while_taking_a_batch_leads_to_a_resync_too() {
     let (speaker, _) = speaker(65001, "127.0.0.32").await;
     let mut slow = speaker.subscribe();
     let count = 70_000u32;
-    for i in 0..count {
-        let prefix = IpNetwork::V4(
-            ipnetwork::Ipv4Network::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).unwrap(),
-        );
-        speaker.originate(prefix, vec![]).await.unwrap();
-    }
-    let last = speaker.routes(None, usize::MAX).await.unwrap();
-    assert_eq!(last.len(), count as usize);
+    originate_many(&speaker, count).await;
     // The batch reader sees the gap as "nothing ready" and stops...
     assert!(slow.try_next().is_none(), "no event after a gap");
     assert!(slow.try_next().is_none(), "still none until next() resyncs");
@@ -231,14 +229,7 @@ async fn a_lossless_subscriber_gets_every_event_however_far_behind() {
     let (speaker, _) = speaker(65001, "127.0.0.33").await;
     let mut agent = speaker.subscribe_lossless();
     let count = 70_000u32;
-    for i in 0..count {
-        let prefix = IpNetwork::V4(
-            ipnetwork::Ipv4Network::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).unwrap(),
-        );
-        speaker.originate(prefix, vec![]).await.unwrap();
-    }
-    let last = speaker.routes(None, usize::MAX).await.unwrap();
-    assert_eq!(last.len(), count as usize);
+    originate_many(&speaker, count).await;
     let mut seen = std::collections::BTreeSet::new();
     while seen.len() < count as usize {
         match tokio::time::timeout(Duration::from_secs(20), agent.next())

@@ -806,61 +806,59 @@ mod tests {
         Config::parse(&text, Path::new("test.yaml")).unwrap()
     }
 
-    fn route(config: &Config, prefix: &str, next_hop: &str) -> Encapsulation {
-        encapsulation(config, prefix.parse().unwrap(), next_hop.parse().unwrap())
+    /// Checks (prefix, next hop, expected encapsulation) cases against one configuration.
+    fn check(config: &Config, cases: &[(&str, &str, Encapsulation)]) {
+        for (prefix, next_hop, expected) in cases {
+            let got = encapsulation(config, prefix.parse().unwrap(), next_hop.parse().unwrap());
+            assert_eq!(got, *expected, "{prefix} via {next_hop}");
+        }
     }
 
     #[test]
     fn always_encapsulates_toward_every_node() {
-        let config = config("Always", "Never");
-        assert_eq!(
-            route(&config, "10.244.2.0/26", "10.1.1.12"),
-            Encapsulation::Ipip
-        );
-        assert_eq!(
-            route(&config, "10.244.3.0/26", "10.1.2.13"),
-            Encapsulation::Ipip
+        check(
+            &config("Always", "Never"),
+            &[
+                ("10.244.2.0/26", "10.1.1.12", Encapsulation::Ipip),
+                ("10.244.3.0/26", "10.1.2.13", Encapsulation::Ipip),
+            ],
         );
     }
 
     #[test]
     fn cross_subnet_encapsulates_only_outside_the_node_subnet() {
-        let config = config("CrossSubnet", "Never");
-        assert_eq!(
-            route(&config, "10.244.2.0/26", "10.1.1.12"),
-            Encapsulation::None
+        check(
+            &config("CrossSubnet", "Never"),
+            &[
+                ("10.244.2.0/26", "10.1.1.12", Encapsulation::None),
+                ("10.244.3.0/26", "10.1.2.13", Encapsulation::Ipip),
+            ],
         );
-        assert_eq!(
-            route(&config, "10.244.3.0/26", "10.1.2.13"),
-            Encapsulation::Ipip
-        );
-        let config = self::config("Never", "CrossSubnet");
-        assert_eq!(
-            route(&config, "10.244.2.0/26", "10.1.1.12"),
-            Encapsulation::None
-        );
-        assert_eq!(
-            route(&config, "10.244.3.0/26", "10.1.2.13"),
-            Encapsulation::Vxlan
+        check(
+            &config("Never", "CrossSubnet"),
+            &[
+                ("10.244.2.0/26", "10.1.1.12", Encapsulation::None),
+                ("10.244.3.0/26", "10.1.2.13", Encapsulation::Vxlan),
+            ],
         );
     }
 
     #[test]
     fn routes_outside_the_pools_are_never_encapsulated() {
-        let config = config("Always", "Never");
-        assert_eq!(route(&config, "0.0.0.0/0", "10.1.1.1"), Encapsulation::None);
-        assert_eq!(
-            route(&config, "10.0.0.0/8", "10.1.2.13"),
-            Encapsulation::None
+        check(
+            &config("Always", "Never"),
+            &[
+                ("0.0.0.0/0", "10.1.1.1", Encapsulation::None),
+                ("10.0.0.0/8", "10.1.2.13", Encapsulation::None),
+            ],
         );
     }
 
     #[test]
     fn never_leaves_routes_plain() {
-        let config = config("Never", "Never");
-        assert_eq!(
-            route(&config, "10.244.3.0/26", "10.1.2.13"),
-            Encapsulation::None
+        check(
+            &config("Never", "Never"),
+            &[("10.244.3.0/26", "10.1.2.13", Encapsulation::None)],
         );
     }
 
