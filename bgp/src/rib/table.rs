@@ -246,10 +246,11 @@ impl Table {
         entry.map_or(&[], |e| e.paths.as_slice())
     }
 
-    /// Up to `limit` prefixes after `after` (all IPv4 before IPv6), each with its ECMP set.
-    pub fn page(&self, after: Option<IpNetwork>, limit: usize) -> Vec<(IpNetwork, Vec<Path>)> {
+    /// Up to `limit` prefixes after `after` (all IPv4 before IPv6), each with its ECMP set and
+    /// why the best path won, in one walk.
+    pub fn page(&self, after: Option<IpNetwork>, limit: usize) -> Vec<(IpNetwork, Best)> {
         use std::ops::Bound::{Excluded, Unbounded};
-        let ecmp = |entry: &Entry| entry.paths.as_slice()[..usize::from(entry.multipath)].to_vec();
+        let ecmp = best_of;
         let v4_start = match after {
             None => Unbounded,
             Some(IpNetwork::V4(net)) => Excluded(net),
@@ -263,7 +264,7 @@ impl Table {
                     .collect();
             }
         };
-        let mut out: Vec<(IpNetwork, Vec<Path>)> = self
+        let mut out: Vec<(IpNetwork, Best)> = self
             .v4
             .entries
             .range((v4_start, Unbounded))
@@ -791,8 +792,8 @@ mod tests {
             let page = table.page(after, 2);
             let Some(last) = page.last() else { break };
             after = Some(last.0);
-            seen.extend(page.into_iter().map(|(p, paths)| {
-                assert_eq!(paths.len(), 1);
+            seen.extend(page.into_iter().map(|(p, best)| {
+                assert_eq!(best.paths.len(), 1);
                 p.to_string()
             }));
         }

@@ -32,6 +32,8 @@ const INPUT_QUEUE: usize = 4096;
 /// How many events a subscriber may fall behind before it is resynchronised, unless the
 /// configuration says otherwise.
 const EVENT_QUEUE: usize = 1 << 14;
+/// While draining a burst of inputs, a waiting request is answered every this many inputs.
+const READER_TURN: usize = 8;
 /// Connection ids handed out by the runtime start here, apart from the core's.
 const RUNTIME_CONN_BASE: u64 = 1 << 48;
 
@@ -468,20 +470,10 @@ impl Runtime {
             tokio::select! {
                 biased;
                 request = requests.recv() => match request {
-                    Some(Request::Input(input)) => {
-                        let stop = matches!(*input, Input::Shutdown { .. });
-                        self.input(*input);
-                        if stop {
-                            // Let the writers drain before the process goes.
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                    Some(request) => {
+                        if self.serve(request).await {
                             return;
                         }
-                    }
-                    Some(Request::Peers(reply)) => {
-                        let _ = reply.send(self.core.peers());
-                    }
-                    Some(Request::Routes { after, limit, reply }) => {
-                        let _ = reply.send(self.page(after, limit));
                     }
                     None => return,
                 },
@@ -491,8 +483,16 @@ impl Runtime {
                     }
                     Some(Internal::Input(input)) => {
                         self.input(*input);
-                        // Take what else is queued before flushing work to the sockets.
-                        for _ in 0..64 {
+                        // Take what else is queued before flushing work to the sockets, and
+                        // answer a waiting request every few inputs, so readers (ListRoutes,
+                        // ListPeers) move on during a full-table ingest without holding it up.
+                        for taken in 1..=64 {
+                            if taken % READER_TURN == 0
+                                && let Ok(request) = requests.try_recv()
+                                && self.serve(request).await
+                            {
+                                return;
+                            }
                             match internal.try_recv() {
                                 Ok(Internal::Input(input)) => self.input(*input),
                                 Ok(Internal::Register { conn, handle }) => {
@@ -513,25 +513,46 @@ impl Runtime {
         }
     }
 
+    /// Answers one request from a handle; `true` when the speaker must stop.
+    async fn serve(&mut self, request: Request) -> bool {
+        match request {
+            Request::Input(input) => {
+                let stop = matches!(*input, Input::Shutdown { .. });
+                self.input(*input);
+                if stop {
+                    // Let the writers drain before the process goes.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                stop
+            }
+            Request::Peers(reply) => {
+                let _ = reply.send(self.core.peers());
+                false
+            }
+            Request::Routes {
+                after,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.page(after, limit));
+                false
+            }
+        }
+    }
+
     fn page(&self, after: Option<IpNetwork>, limit: usize) -> Vec<RouteEntry> {
         self.core
             .table()
             .page(after, limit)
             .into_iter()
-            .map(|(prefix, paths)| {
-                let sources = paths
+            .map(|(prefix, best)| RouteEntry {
+                prefix,
+                sources: best
+                    .paths
                     .iter()
                     .map(|p| self.core.peer_address(p.peer))
-                    .collect();
-                let best = self.core.table().best(prefix).unwrap_or(Best {
-                    paths,
-                    reason: crate::rib::decision::Reason::OnlyPath,
-                });
-                RouteEntry {
-                    prefix,
-                    best,
-                    sources,
-                }
+                    .collect(),
+                best,
             })
             .collect()
     }
