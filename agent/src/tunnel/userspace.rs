@@ -21,21 +21,32 @@
 //! The device is persistent (`TUNSETPERSIST`): the kernel routes through it survive a restart of
 //! ternd; [`delete_device`] removes it when encapsulation is turned off.
 //!
-//! Limits: packets are dropped while ternd is down; every packet costs two system calls and a
-//! copy through userspace, so throughput is well below the kernel's; the outer TTL is the
-//! kernel default.
+//! The device carries a `virtio_net_hdr` before every packet (`IFF_VNET_HDR`) and has TCP
+//! segmentation and checksum offload turned on (`TUNSETOFFLOAD`), so the kernel hands over TCP
+//! super-packets of up to 64 KiB with a partial checksum, as it would to a NIC with TSO. They
+//! are cut into segments of the size the kernel asked for (RFC 2003 knows nothing of GSO: the
+//! wire carries ordinary segments) and every segment read in one burst leaves with one
+//! `sendmmsg`. The other way, a burst of packets comes in with one `recvmmsg`, and consecutive
+//! in-order TCP segments of one flow go into the device as one GSO packet, the way GRO merges
+//! them (only whole segments with ACK or PSH, a valid checksum and headers that segmentation
+//! rebuilds exactly).
+//!
+//! Limits: packets are dropped while ternd is down; every packet is copied through userspace,
+//! and every segment still crosses the raw socket and the underlay on its own (a raw socket
+//! has no GSO), so throughput stays well below the kernel's; UDP is not offloaded (it comes
+//! whole); the outer TTL is the kernel default.
 //! Where the underlay NIC does GRO, it may merge IP-in-IP TCP segments into one large packet
 //! before it reaches the raw socket; those are cut back into segments that fit the device MTU
 //! (other merged packets, rare, go in whole).
 //!
-//! The packet logic (`Table`, `outbound`, `inbound`, `fragmentation_needed`, `resegment`) is
-//! pure; the system calls sit at the end of the file.
+//! The packet logic (`Table`, `outbound`, `inbound`, `fragmentation_needed`, `Segmentation`,
+//! `Mergeable`, `VnetHeader`) is pure; the system calls sit at the end of the file.
 #![allow(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, PipeReader, PipeWriter, Read, Write};
+use std::io::{self, IoSlice, PipeReader, PipeWriter, Read, Write};
 use std::mem::size_of;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -57,6 +68,18 @@ const MAX_PACKET: usize = 65535;
 const MIN_MTU: u32 = 68;
 /// The receive buffer of the receiving socket (the kernel doubles it for its bookkeeping).
 const RECEIVE_BUFFER: libc::c_int = 4 << 20;
+/// The send buffer of the sending sockets, for a burst of segments from one read.
+const SEND_BUFFER: libc::c_int = 4 << 20;
+/// Packets sent with one `sendmmsg`.
+const SEND_BATCH: usize = 64;
+/// The buffer those packets wait in, back to back (room for the largest packet and more).
+const SEND_ARENA: usize = 256 << 10;
+/// Packets received with one `recvmmsg`, each in a slot of `RECEIVE_SLOT` octets (pages the
+/// kernel never writes to stay unmapped).
+const RECEIVE_BATCH: usize = 32;
+const RECEIVE_SLOT: usize = 1 << 16;
+/// The most TCP segments merged into one GSO packet for the device.
+const MERGE_MAX: usize = 64;
 /// How long a thread sleeps in `poll` before it looks at the stop flag again.
 const POLL_MS: libc::c_int = 1000;
 /// The ECN field of the TOS octet (RFC 3168 section 5).
@@ -64,16 +87,29 @@ const ECN_MASK: u8 = 0b11;
 const ECN_NOT_ECT: u8 = 0b00;
 const ECN_ECT_0: u8 = 0b10;
 const ECN_CE: u8 = 0b11;
+/// The `virtio_net_hdr` before every packet on the device, and its values used here.
+const VNET_HEADER: usize = 10;
+const VNET_NEEDS_CSUM: u8 = 1;
+const VNET_GSO_NONE: u8 = 0;
+const VNET_GSO_TCPV4: u8 = 1;
+const VNET_GSO_ECN: u8 = 0x80;
+/// The TCP flags the data path looks at (RFC 9293 section 3.1, RFC 3168 section 6.1).
+const TCP_FIN: u8 = 0x01;
+const TCP_PSH: u8 = 0x08;
+const TCP_ACK: u8 = 0x10;
+const TCP_CWR: u8 = 0x80;
 
 /// What the data path has done since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Packets sent to another node.
+    /// Packets sent to another node (a TCP super-packet from the device counts once per
+    /// segment sent).
     pub encapsulated_packets: u64,
     /// Inner octets of those.
     pub encapsulated_bytes: u64,
     /// Packets received from another node and written into the device (a packet merged by
-    /// GRO counts once, though it goes in as several segments).
+    /// GRO counts once, though it goes in as several segments; segments merged here count
+    /// one each).
     pub decapsulated_packets: u64,
     /// Inner octets of those.
     pub decapsulated_bytes: u64,
@@ -146,7 +182,15 @@ impl UserspaceIpip {
         let fragmenting = raw_ipip_socket(local, libc::IP_PMTUDISC_DONT)
             .map_err(|e| context(e, format!("cannot open a raw IP-in-IP socket on {local}")))?;
         receive_nothing(&fragmenting)?;
-        enlarge_receive_buffer(&strict);
+        enlarge_buffer(
+            &strict,
+            libc::SO_RCVBUFFORCE,
+            libc::SO_RCVBUF,
+            RECEIVE_BUFFER,
+        );
+        for socket in [&strict, &fragmenting] {
+            enlarge_buffer(socket, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, SEND_BUFFER);
+        }
         // Connected to a node when a DF packet does not fit, to read the path MTU.
         let probe = UdpSocket::bind((local, 0))?;
         let (wake_reader, wake) = io::pipe()?;
@@ -616,18 +660,30 @@ fn checksum(bytes: &[u8]) -> u16 {
     fold(word_sum(bytes))
 }
 
-/// The sum of `bytes` as 16-bit words, the last one padded; sums of even-length pieces add.
-/// An IPv4 packet's worth (64 KiB) stays far below `u32::MAX`.
+/// The one's complement sum of `bytes` as 16-bit words, the last one padded, folded to 16
+/// bits (never 0 unless every octet is); sums of even-length pieces add.
+///
+/// It adds 32-bit words in the machine's byte order into a 64-bit accumulator and swaps the
+/// folded result into network order (RFC 1071 section 2 (B): the sum does not depend on the
+/// byte order, up to a swap).
 fn word_sum(bytes: &[u8]) -> u32 {
-    let mut chunks = bytes.chunks_exact(2);
-    let mut sum: u32 = chunks
-        .by_ref()
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]])))
-        .sum();
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut sum: u64 = 0;
+    for chunk in chunks.by_ref() {
+        let word = u64::from_ne_bytes([
+            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
+        ]);
+        // Two 32-bit halves: 64 KiB of them stay far below `u64::MAX`.
+        sum += (word >> 32) + (word & 0xffff_ffff);
     }
-    sum
+    let mut last = [0_u8; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    let word = u64::from_ne_bytes(last);
+    sum += (word >> 32) + (word & 0xffff_ffff);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    u32::from(u16::from_be(sum as u16))
 }
 
 /// A sum folded to 16 bits with end-around carry, complemented.
@@ -638,75 +694,307 @@ fn fold(mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
+/// The sum of the pseudo-header of TCP and UDP over IPv4 (RFC 9293 section 3.1).
+fn pseudo_header_sum(source: u32, destination: u32, protocol: u8, length: usize) -> u32 {
+    let mut pseudo = [0_u8; 12];
+    pseudo[..4].copy_from_slice(&source.to_be_bytes());
+    pseudo[4..8].copy_from_slice(&destination.to_be_bytes());
+    pseudo[9] = protocol;
+    pseudo[10..].copy_from_slice(&(length as u16).to_be_bytes());
+    word_sum(&pseudo)
+}
+
+/// Completes a partial checksum (`VIRTIO_NET_HDR_F_NEEDS_CSUM`): the field at `start +
+/// offset` holds the pseudo-header sum; the sum from `start` to the end goes in, complemented,
+/// with 0 sent as 0xffff (as the kernel's `skb_checksum_help`). False if the field lies
+/// outside `packet`.
+fn finish_checksum(packet: &mut [u8], start: usize, offset: usize) -> bool {
+    let field = start.saturating_add(offset);
+    if field.saturating_add(2) > packet.len() || start >= packet.len() {
+        return false;
+    }
+    let sum = match fold(word_sum(&packet[start..])) {
+        0 => 0xffff,
+        sum => sum,
+    };
+    packet[field..field + 2].copy_from_slice(&sum.to_be_bytes());
+    true
+}
+
+/// How a TCP packet is cut into segments, as TSO would: each gets the headers with its own
+/// total length, identification (counting up, like GSO), sequence number and checksums; FIN
+/// and PSH stay on the last segment only, CWR on the first only (RFC 3168 section 6.1.2).
+/// Both checksums are computed whole, so the packet's own may be partial or wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Segmentation {
+    /// IPv4 header octets.
+    ip_length: usize,
+    /// IPv4 and TCP header octets, repeated in every segment.
+    headers: usize,
+    /// TCP payload octets of the whole packet.
+    payload: usize,
+    sequence: u32,
+    identification: u16,
+    source: u32,
+    destination: u32,
+}
+
+impl Segmentation {
+    /// `None` for anything but a whole TCP packet (IPv4, not a fragment) with sane headers.
+    fn plan(packet: &[u8]) -> Option<Segmentation> {
+        let header = Header::parse(packet)?;
+        if header.protocol != 6 || header.fragment {
+            return None;
+        }
+        let ip_length = header.header_length;
+        let headers = ip_length + usize::from(*packet.get(ip_length + 12)? >> 4) * 4;
+        if headers < ip_length + 20 || headers > header.total_length {
+            return None;
+        }
+        let sequence = packet.get(ip_length + 4..ip_length + 8)?;
+        Some(Segmentation {
+            ip_length,
+            headers,
+            payload: header.total_length - headers,
+            sequence: u32::from_be_bytes([sequence[0], sequence[1], sequence[2], sequence[3]]),
+            identification: u16::from_be_bytes([packet[4], packet[5]]),
+            source: header.source,
+            destination: header.destination,
+        })
+    }
+
+    /// How many segments of at most `size` payload octets (at least one).
+    fn count(&self, size: usize) -> usize {
+        self.payload.div_ceil(size.max(1)).max(1)
+    }
+
+    /// The length of segment `index`.
+    fn length(&self, size: usize, index: usize) -> usize {
+        let before = index.saturating_mul(size);
+        self.headers + self.payload.saturating_sub(before).min(size)
+    }
+
+    /// Writes segment `index` (of at most `size` payload octets) of `packet` at the start of
+    /// `out`; its length, or `None` if there is no such segment or `out` is too short.
+    fn write(&self, packet: &[u8], size: usize, index: usize, out: &mut [u8]) -> Option<usize> {
+        if size == 0 || index >= self.count(size) {
+            return None;
+        }
+        let from = self.headers + index * size;
+        let to = (from + size).min(self.headers + self.payload);
+        let (head, chunk) = (packet.get(..self.headers)?, packet.get(from..to)?);
+        let length = self.headers + chunk.len();
+        let segment = out.get_mut(..length)?;
+        segment[..self.headers].copy_from_slice(head);
+        segment[self.headers..].copy_from_slice(chunk);
+        let (ip, tcp) = segment.split_at_mut(self.ip_length);
+        ip[2..4].copy_from_slice(&(length as u16).to_be_bytes());
+        let id = self.identification.wrapping_add(index as u16);
+        ip[4..6].copy_from_slice(&id.to_be_bytes());
+        ip[10..12].fill(0);
+        let sum = checksum(ip).to_be_bytes();
+        ip[10..12].copy_from_slice(&sum);
+        let sequence = self.sequence.wrapping_add((index * size) as u32);
+        tcp[4..8].copy_from_slice(&sequence.to_be_bytes());
+        if index + 1 < self.count(size) {
+            tcp[13] &= !(TCP_FIN | TCP_PSH);
+        }
+        if index > 0 {
+            tcp[13] &= !TCP_CWR;
+        }
+        tcp[16..18].fill(0);
+        let pseudo = pseudo_header_sum(self.source, self.destination, 6, tcp.len());
+        let sum = fold(pseudo + word_sum(tcp));
+        tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+        Some(length)
+    }
+}
+
 /// Cuts a TCP packet longer than `mtu` back into segments that fit, as TSO would have, and
 /// hands each to `emit`; false (and nothing emitted) for any other packet.
 ///
 /// GRO on the underlay NIC merges a train of IP-in-IP TCP segments into one packet before the
 /// raw socket sees it; written into the device whole, the kernel would refuse to forward it
-/// to a pod (DF, longer than the pod's MTU). Each segment gets the headers with its own total
-/// length, identification (counting up, like GSO), sequence number and checksums; FIN and PSH
-/// stay on the last segment only, CWR on the first only (RFC 3168 section 6.1.2).
+/// to a pod (DF, longer than the pod's MTU).
 fn resegment(packet: &[u8], mtu: usize, scratch: &mut [u8], mut emit: impl FnMut(&[u8])) -> bool {
-    let Some(header) = Header::parse(packet) else {
+    let Some(plan) = Segmentation::plan(packet) else {
         return false;
     };
-    if header.protocol != 6 || header.fragment || header.total_length <= mtu {
+    let size = mtu.saturating_sub(plan.headers);
+    if plan.headers + plan.payload <= mtu || size < 8 || scratch.len() < mtu {
         return false;
     }
-    let ip_length = header.header_length;
-    let Some(&offset_byte) = packet.get(ip_length + 12) else {
-        return false;
-    };
-    let headers = ip_length + usize::from(offset_byte >> 4) * 4;
-    let (Some(head), Some(payload)) = (
-        packet.get(..headers),
-        packet.get(headers..header.total_length),
-    ) else {
-        return false;
-    };
-    let segment_size = mtu.saturating_sub(headers);
-    if headers < ip_length + 20 || segment_size < 8 || scratch.len() < mtu {
-        return false;
-    }
-    let Some(sequence) = packet.get(ip_length + 4..ip_length + 8) else {
-        return false;
-    };
-    let sequence = u32::from_be_bytes([sequence[0], sequence[1], sequence[2], sequence[3]]);
-    let identification = u16::from_be_bytes([head[4], head[5]]);
-    let count = payload.len().div_ceil(segment_size);
-    let mut pseudo = [0_u8; 12];
-    pseudo[..4].copy_from_slice(&header.source.to_be_bytes());
-    pseudo[4..8].copy_from_slice(&header.destination.to_be_bytes());
-    pseudo[9] = 6;
-    for (index, chunk) in payload.chunks(segment_size).enumerate() {
-        let length = headers + chunk.len();
-        let Some(segment) = scratch.get_mut(..length) else {
-            return false;
-        };
-        segment[..headers].copy_from_slice(head);
-        segment[headers..].copy_from_slice(chunk);
-        let (ip, tcp) = segment.split_at_mut(ip_length);
-        ip[2..4].copy_from_slice(&(length as u16).to_be_bytes());
-        let id = identification.wrapping_add(index as u16);
-        ip[4..6].copy_from_slice(&id.to_be_bytes());
-        ip[10..12].fill(0);
-        let sum = checksum(ip).to_be_bytes();
-        ip[10..12].copy_from_slice(&sum);
-        let offset = (index * segment_size) as u32;
-        tcp[4..8].copy_from_slice(&sequence.wrapping_add(offset).to_be_bytes());
-        if index + 1 < count {
-            tcp[13] &= !(0x01 | 0x08); // FIN, PSH
+    for index in 0..plan.count(size) {
+        match plan.write(packet, size, index, scratch) {
+            Some(length) => emit(&scratch[..length]),
+            None => return index > 0,
         }
-        if index > 0 {
-            tcp[13] &= !0x80; // CWR
-        }
-        tcp[16..18].fill(0);
-        pseudo[10..12].copy_from_slice(&((length - ip_length) as u16).to_be_bytes());
-        let sum = fold(word_sum(&pseudo) + word_sum(tcp));
-        tcp[16..18].copy_from_slice(&sum.to_be_bytes());
-        emit(segment);
     }
     true
+}
+
+/// The `virtio_net_hdr` (virtio 1.x section 5.1.6, legacy layout in the machine's byte order)
+/// before every packet read from or written into the device (`IFF_VNET_HDR`). All zero: one
+/// whole packet with complete checksums.
+///
+/// ```text
+/// +-------+----------+-----------+-----------+------------+-------------+
+/// | flags | gso_type |  hdr_len  | gso_size  | csum_start | csum_offset |
+/// |   1   |    1     |     2     |     2     |     2      |      2      |
+/// +-------+----------+-----------+-----------+------------+-------------+
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct VnetHeader {
+    /// `VNET_NEEDS_CSUM`: the checksum at `csum_start + csum_offset` holds only the sum of
+    /// the pseudo-header, the rest is to be added.
+    flags: u8,
+    /// `VNET_GSO_NONE`, or `VNET_GSO_TCPV4` (with `VNET_GSO_ECN` if the first segment has CWR)
+    /// for a super-packet to be cut into segments of `gso_size` payload octets.
+    gso_type: u8,
+    /// The header octets repeated in every segment.
+    header_length: u16,
+    gso_size: u16,
+    csum_start: u16,
+    csum_offset: u16,
+}
+
+impl VnetHeader {
+    fn parse(bytes: &[u8]) -> Option<VnetHeader> {
+        let b: &[u8; VNET_HEADER] = bytes.get(..VNET_HEADER)?.try_into().ok()?;
+        let word = |at: usize| u16::from_ne_bytes([b[at], b[at + 1]]);
+        Some(VnetHeader {
+            flags: b[0],
+            gso_type: b[1],
+            header_length: word(2),
+            gso_size: word(4),
+            csum_start: word(6),
+            csum_offset: word(8),
+        })
+    }
+
+    fn encode(&self) -> [u8; VNET_HEADER] {
+        let mut out = [self.flags, self.gso_type, 0, 0, 0, 0, 0, 0, 0, 0];
+        let words = [
+            self.header_length,
+            self.gso_size,
+            self.csum_start,
+            self.csum_offset,
+        ];
+        for (to, word) in out[2..].chunks_exact_mut(2).zip(words) {
+            to.copy_from_slice(&word.to_ne_bytes());
+        }
+        out
+    }
+}
+
+/// A TCP segment from the tunnel that may be merged with the next ones of its flow into one
+/// GSO packet for the device: IPv4 without options, DF, no fragment, with data, only ACK
+/// (and PSH) set and a valid TCP checksum (the kernel trusts a merged packet's data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mergeable {
+    /// IPv4 and TCP header octets.
+    headers: usize,
+    identification: u16,
+    sequence: u32,
+    /// TCP payload octets.
+    payload: usize,
+    /// PSH is set: the segment ends a merged packet.
+    push: bool,
+}
+
+impl Mergeable {
+    fn parse(packet: &[u8]) -> Option<Mergeable> {
+        let header = Header::parse(packet)?;
+        let flags = *packet.get(IPV4_HEADER + 13)?;
+        let headers = IPV4_HEADER + usize::from(*packet.get(IPV4_HEADER + 12)? >> 4) * 4;
+        let mergeable = header.header_length == IPV4_HEADER
+            && header.protocol == 6
+            && header.dont_fragment
+            && !header.fragment
+            && header.total_length == packet.len()
+            && headers >= IPV4_HEADER + 20
+            && headers < packet.len()
+            && flags & !TCP_PSH == TCP_ACK;
+        if !mergeable {
+            return None;
+        }
+        let tcp = packet.get(IPV4_HEADER..)?;
+        let pseudo = pseudo_header_sum(header.source, header.destination, 6, tcp.len());
+        if fold(pseudo + word_sum(tcp)) != 0 {
+            return None;
+        }
+        Some(Mergeable {
+            headers,
+            identification: u16::from_be_bytes([packet[4], packet[5]]),
+            sequence: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+            payload: packet.len() - headers,
+            push: flags & TCP_PSH != 0,
+        })
+    }
+}
+
+/// Whether `next` continues a merged packet that starts with `first` and so far ends with
+/// `last`, `length` octets long: same flow, next in sequence and identification, headers equal
+/// but for the fields segmentation rewrites, and every segment but the last full-sized.
+fn continues(
+    (first_bytes, first): (&[u8], &Mergeable),
+    last: &Mergeable,
+    (next_bytes, next): (&[u8], &Mergeable),
+    length: usize,
+) -> bool {
+    let headers = first.headers;
+    let same = |range: std::ops::Range<usize>| {
+        first_bytes.get(range.clone()).is_some()
+            && first_bytes.get(range.clone()) == next_bytes.get(range)
+    };
+    !last.push
+        && last.payload == first.payload
+        && next.payload <= first.payload
+        && next.headers == headers
+        && next.sequence == last.sequence.wrapping_add(last.payload as u32)
+        && next.identification == last.identification.wrapping_add(1)
+        && length + next.payload <= MAX_PACKET
+        // TOS; flags, TTL, protocol; addresses; ports.
+        && same(1..2)
+        && same(6..10)
+        && same(12..24)
+        // Acknowledgment, data offset; window; urgent pointer and options.
+        && same(28..33)
+        && same(34..36)
+        && same(38..headers)
+}
+
+/// The headers of segments `first` .. `last` merged into one packet `length` octets long,
+/// written into `out`: total length, IP checksum, the flags of the last segment (PSH) and, in
+/// place of the TCP checksum, the pseudo-header sum (`VNET_NEEDS_CSUM`). With the
+/// `virtio_net_hdr` to go before it.
+fn merged_headers(
+    first: &[u8],
+    merged: &Mergeable,
+    last_flags: u8,
+    length: usize,
+    out: &mut [u8],
+) -> Option<VnetHeader> {
+    let headers = merged.headers;
+    let out = out.get_mut(..headers)?;
+    out.copy_from_slice(first.get(..headers)?);
+    out[2..4].copy_from_slice(&u16::try_from(length).ok()?.to_be_bytes());
+    out[10..12].fill(0);
+    let sum = checksum(&out[..IPV4_HEADER]).to_be_bytes();
+    out[10..12].copy_from_slice(&sum);
+    out[IPV4_HEADER + 13] = last_flags;
+    let source = u32::from_be_bytes([out[12], out[13], out[14], out[15]]);
+    let destination = u32::from_be_bytes([out[16], out[17], out[18], out[19]]);
+    let pseudo = pseudo_header_sum(source, destination, 6, length - IPV4_HEADER);
+    out[IPV4_HEADER + 16..IPV4_HEADER + 18].copy_from_slice(&(!fold(pseudo)).to_be_bytes());
+    Some(VnetHeader {
+        flags: VNET_NEEDS_CSUM,
+        gso_type: VNET_GSO_TCPV4,
+        header_length: headers as u16,
+        gso_size: u16::try_from(merged.payload).ok()?,
+        csum_start: IPV4_HEADER as u16,
+        csum_offset: 16,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -715,14 +1003,20 @@ fn resegment(packet: &[u8], mtu: usize, scratch: &mut [u8], mut emit: impl FnMut
 
 /// Device -> wire: until stopped.
 fn encapsulate(shared: &Shared, wake: &PipeReader, probe: &UdpSocket) {
-    let mut buffer = vec![0_u8; MAX_PACKET];
-    let mut icmp = [0_u8; FRAGMENTATION_NEEDED_MAX];
-    let mut table = shared.routes.snapshot();
-    let counters = &shared.counters;
+    let mut input = vec![0_u8; VNET_HEADER + MAX_PACKET];
+    let mut sender = Sender {
+        shared,
+        probe,
+        table: shared.routes.snapshot(),
+        batch: Batch::default(),
+        icmp: [0; FRAGMENTATION_NEEDED_MAX],
+    };
     while !shared.stop.load(Ordering::Relaxed) {
-        let read = match (&shared.tun).read(&mut buffer) {
+        let read = match (&shared.tun).read(&mut input) {
             Ok(read) => read,
             Err(error) => {
+                // The burst is over: out with it before sleeping.
+                sender.flush();
                 if !wait_after(
                     &error,
                     shared.tun.as_fd(),
@@ -734,73 +1028,238 @@ fn encapsulate(shared: &Shared, wake: &PipeReader, probe: &UdpSocket) {
                 continue;
             }
         };
-        let Some(packet) = buffer.get(..read) else {
+        let Some(vnet) = input.get(..read).and_then(VnetHeader::parse) else {
             continue;
         };
+        if let Some(packet) = input.get_mut(VNET_HEADER..read) {
+            sender.prepare(packet, vnet);
+        }
+    }
+}
+
+/// One packet waiting in a `Batch`.
+#[derive(Debug, Clone, Copy)]
+struct Outgoing {
+    /// Where it lies in the batch's buffer.
+    start: usize,
+    length: usize,
+    node: Ipv4Addr,
+    /// The outer TOS.
+    tos: u8,
+    dont_fragment: bool,
+    /// The same for the segments of one super-packet: after one is too big, the rest are not
+    /// sent either.
+    group: u64,
+}
+
+/// Packets ready to be sent, back to back in one buffer.
+#[derive(Debug)]
+struct Batch {
+    buffer: Vec<u8>,
+    used: usize,
+    packets: Vec<Outgoing>,
+    groups: u64,
+}
+
+impl Default for Batch {
+    fn default() -> Batch {
+        Batch {
+            buffer: vec![0; SEND_ARENA],
+            used: 0,
+            packets: Vec::with_capacity(SEND_BATCH),
+            groups: 0,
+        }
+    }
+}
+
+impl Batch {
+    /// Whether a packet of `length` octets still fits.
+    fn fits(&self, length: usize) -> bool {
+        self.packets.len() < SEND_BATCH && self.buffer.len() - self.used >= length
+    }
+}
+
+/// The encapsulating thread's state.
+struct Sender<'a> {
+    shared: &'a Shared,
+    /// Connected to a node when a DF packet does not fit, to read the path MTU.
+    probe: &'a UdpSocket,
+    table: (u64, Arc<Table>),
+    batch: Batch,
+    icmp: [u8; FRAGMENTATION_NEEDED_MAX],
+}
+
+impl Sender<'_> {
+    /// Routes a packet read from the device and adds it, or its segments, to the batch.
+    fn prepare(&mut self, packet: &mut [u8], vnet: VnetHeader) {
+        let counters = &self.shared.counters;
+        let gso = vnet.gso_type & !VNET_GSO_ECN;
+        if vnet.flags & VNET_NEEDS_CSUM != 0
+            && gso == VNET_GSO_NONE
+            && !finish_checksum(
+                packet,
+                usize::from(vnet.csum_start),
+                usize::from(vnet.csum_offset),
+            )
+        {
+            counters.send_errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let (node, length, dont_fragment, tos) =
-            match outbound(packet, shared.routes.current(&mut table)) {
+            match outbound(packet, self.shared.routes.current(&mut self.table)) {
                 Outbound::Send {
                     node,
                     length,
                     dont_fragment,
                     tos,
                 } => (node, length, dont_fragment, tos),
-                Outbound::NotIpv4 => continue,
+                Outbound::NotIpv4 => return,
                 Outbound::NoRoute => {
                     counters.no_route.fetch_add(1, Ordering::Relaxed);
-                    continue;
+                    return;
                 }
             };
         let Some(packet) = packet.get(..length) else {
-            continue;
+            return;
         };
-        let socket = if dont_fragment {
-            shared.strict.as_fd()
-        } else {
-            shared.fragmenting.as_fd()
+        self.batch.groups += 1;
+        let mut outgoing = Outgoing {
+            start: 0,
+            length,
+            node,
+            tos,
+            dont_fragment,
+            group: self.batch.groups,
         };
-        match send_to(socket, packet, node, tos) {
-            Ok(()) => {
-                counters
-                    .encapsulated_packets
-                    .fetch_add(1, Ordering::Relaxed);
-                counters
-                    .encapsulated_bytes
-                    .fetch_add(length as u64, Ordering::Relaxed);
+        if gso == VNET_GSO_NONE {
+            if !self.batch.fits(length) {
+                self.flush();
             }
-            Err(error) if error.raw_os_error() == Some(libc::EMSGSIZE) && dont_fragment => {
-                counters.too_big.fetch_add(1, Ordering::Relaxed);
-                let mtu = match path_mtu(probe, node) {
-                    Ok(mtu) => mtu.saturating_sub(IPV4_HEADER as u32).max(MIN_MTU),
-                    Err(error) => {
-                        debug!(%node, %error, "cannot read the path MTU");
-                        continue;
+            outgoing.start = self.batch.used;
+            self.batch.buffer[outgoing.start..outgoing.start + length].copy_from_slice(packet);
+            self.push(outgoing);
+            return;
+        }
+        let size = usize::from(vnet.gso_size);
+        let plan = Segmentation::plan(packet).filter(|_| gso == VNET_GSO_TCPV4 && size > 0);
+        let Some(plan) = plan else {
+            debug!(
+                gso_type = vnet.gso_type,
+                "IP-in-IP: a super-packet that cannot be cut"
+            );
+            counters.send_errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        for index in 0..plan.count(size) {
+            if !self.batch.fits(plan.length(size, index)) {
+                self.flush();
+            }
+            let start = self.batch.used;
+            let Some(length) = plan.write(packet, size, index, &mut self.batch.buffer[start..])
+            else {
+                return;
+            };
+            outgoing.start = start;
+            outgoing.length = length;
+            self.push(outgoing);
+        }
+    }
+
+    fn push(&mut self, outgoing: Outgoing) {
+        self.batch.used += outgoing.length;
+        self.batch.packets.push(outgoing);
+        if self.batch.packets.len() == SEND_BATCH {
+            self.flush();
+        }
+    }
+
+    /// Sends the batch: one `sendmmsg` per run of packets for the same socket.
+    fn flush(&mut self) {
+        let counters = &self.shared.counters;
+        let mut index = 0;
+        while let Some(first) = self.batch.packets.get(index).copied() {
+            let run = self.batch.packets[index..]
+                .iter()
+                .take_while(|p| p.dont_fragment == first.dont_fragment)
+                .count();
+            let socket = if first.dont_fragment {
+                self.shared.strict.as_fd()
+            } else {
+                self.shared.fragmenting.as_fd()
+            };
+            let run = &self.batch.packets[index..index + run];
+            match send_many(socket, &self.batch.buffer, run) {
+                Ok(sent) if sent > 0 => {
+                    let octets: usize = run.iter().take(sent).map(|p| p.length).sum();
+                    counters
+                        .encapsulated_packets
+                        .fetch_add(sent as u64, Ordering::Relaxed);
+                    counters
+                        .encapsulated_bytes
+                        .fetch_add(octets as u64, Ordering::Relaxed);
+                    index += sent;
+                }
+                Err(error) if error.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    // The rest of its super-packet is no smaller.
+                    index += run.iter().take_while(|p| p.group == first.group).count();
+                    if first.dont_fragment {
+                        self.too_big(first);
+                    } else {
+                        counters.send_errors.fetch_add(1, Ordering::Relaxed);
                     }
-                };
-                let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
-                if let Some(length) = fragmentation_needed(packet, mtu, &mut icmp)
-                    && let Some(message) = icmp.get(..length)
-                    && !(&shared.tun).write(message).is_ok_and(|n| n == length)
-                {
+                }
+                Ok(_) | Err(_) => {
                     counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                    index += 1;
                 }
             }
-            Err(_) => {
-                counters.send_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.batch.packets.clear();
+        self.batch.used = 0;
+    }
+
+    /// Answers a DF packet too big for the underlay path with "fragmentation needed".
+    fn too_big(&mut self, packet: Outgoing) {
+        let counters = &self.shared.counters;
+        counters.too_big.fetch_add(1, Ordering::Relaxed);
+        let mtu = match path_mtu(self.probe, packet.node) {
+            Ok(mtu) => mtu.saturating_sub(IPV4_HEADER as u32).max(MIN_MTU),
+            Err(error) => {
+                debug!(node = %packet.node, %error, "cannot read the path MTU");
+                return;
             }
+        };
+        let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
+        let bytes = &self.batch.buffer[packet.start..packet.start + packet.length];
+        if let Some(length) = fragmentation_needed(bytes, mtu, &mut self.icmp)
+            && let Some(message) = self.icmp.get(..length)
+            && !write_packet(&self.shared.tun, &[IoSlice::new(message)])
+        {
+            counters.send_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
+/// Where the inner packet of a received IP-in-IP packet lies in the receive buffer.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    start: usize,
+    end: usize,
+    /// Set when it may be merged with its neighbours.
+    mergeable: Option<Mergeable>,
+}
+
 /// Wire -> device: until stopped.
 fn decapsulate(shared: &Shared, wake: &PipeReader) {
-    let mut buffer = vec![0_u8; MAX_PACKET];
+    let mut buffer = vec![0_u8; RECEIVE_BATCH * RECEIVE_SLOT];
+    let mut lengths = [0_usize; RECEIVE_BATCH];
+    let mut found: Vec<Found> = Vec::with_capacity(RECEIVE_BATCH);
     let mut segments = vec![0_u8; MAX_PACKET];
     let mut table = shared.routes.snapshot();
     let counters = &shared.counters;
     while !shared.stop.load(Ordering::Relaxed) {
-        let received = match receive(shared.strict.as_fd(), &mut buffer) {
-            Ok(received) => received,
+        let count = match receive_many(shared.strict.as_fd(), &mut buffer, &mut lengths) {
+            Ok(count) => count,
             Err(error) => {
                 if !wait_after(&error, shared.strict.as_fd(), wake.as_fd(), "receive") {
                     return;
@@ -808,42 +1267,135 @@ fn decapsulate(shared: &Shared, wake: &PipeReader) {
                 continue;
             }
         };
-        let Some(packet) = buffer.get_mut(..received) else {
-            continue;
-        };
-        match inbound(packet, shared.routes.current(&mut table)) {
-            Inbound::Deliver { start, end } => {
-                let Some(inner) = packet.get(start..end) else {
-                    continue;
-                };
-                // A TUN device takes one whole packet per write, or nothing.
-                let mut written = true;
-                let mut write = |packet: &[u8]| {
-                    written &= (&shared.tun).write(packet).is_ok_and(|n| n == packet.len());
-                };
-                let mtu = shared.mtu.load(Ordering::Relaxed) as usize;
-                if !resegment(inner, mtu, &mut segments, &mut write) {
-                    write(inner);
-                }
-                if written {
-                    counters
-                        .decapsulated_packets
-                        .fetch_add(1, Ordering::Relaxed);
-                    counters
-                        .decapsulated_bytes
-                        .fetch_add(inner.len() as u64, Ordering::Relaxed);
-                } else {
-                    counters.send_errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Inbound::UnknownSource => {
-                counters.unknown_source.fetch_add(1, Ordering::Relaxed);
-            }
-            Inbound::Invalid => {
+        let mtu = shared.mtu.load(Ordering::Relaxed) as usize;
+        let current = shared.routes.current(&mut table);
+        found.clear();
+        let slots = buffer.chunks_exact_mut(RECEIVE_SLOT);
+        for (slot, (bytes, length)) in slots.zip(lengths).take(count).enumerate() {
+            let Some(packet) = bytes.get_mut(..length) else {
                 counters.invalid.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            match inbound(packet, current) {
+                Inbound::Deliver { start, end } => {
+                    let inner = &packet[start..end];
+                    let mergeable = (inner.len() <= mtu)
+                        .then(|| Mergeable::parse(inner))
+                        .flatten();
+                    let base = slot * RECEIVE_SLOT;
+                    found.push(Found {
+                        start: base + start,
+                        end: base + end,
+                        mergeable,
+                    });
+                }
+                Inbound::UnknownSource => {
+                    counters.unknown_source.fetch_add(1, Ordering::Relaxed);
+                }
+                Inbound::Invalid => {
+                    counters.invalid.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
+        deliver(shared, &buffer, &found, mtu, &mut segments);
     }
+}
+
+/// Writes the inner packets `found` in `buffer` into the device: runs of mergeable segments
+/// as one GSO packet each, packets merged by GRO on the underlay cut to `mtu`, the rest one
+/// by one.
+fn deliver(shared: &Shared, buffer: &[u8], found: &[Found], mtu: usize, segments: &mut [u8]) {
+    let counters = &shared.counters;
+    let bytes = |f: &Found| buffer.get(f.start..f.end).unwrap_or_default();
+    let mut index = 0;
+    while let Some(first) = found.get(index) {
+        let inner = bytes(first);
+        // How many packets from `index` on go in with this write.
+        let mut taken = 1;
+        let written = if let Some(merged) = first.mergeable {
+            let mut last = merged;
+            let mut length = inner.len();
+            for next in &found[index + 1..] {
+                let Some(next_merged) = next.mergeable else {
+                    break;
+                };
+                if taken == MERGE_MAX
+                    || !continues((inner, &merged), &last, (bytes(next), &next_merged), length)
+                {
+                    break;
+                }
+                length += next_merged.payload;
+                last = next_merged;
+                taken += 1;
+            }
+            if taken == 1 {
+                write_packet(&shared.tun, &[IoSlice::new(inner)])
+            } else {
+                let run = &found[index..index + taken];
+                let last_flags = bytes(&run[taken - 1])
+                    .get(IPV4_HEADER + 13)
+                    .copied()
+                    .unwrap_or(TCP_ACK);
+                let mut headers = [0_u8; 120];
+                match merged_headers(inner, &merged, last_flags, length, &mut headers) {
+                    Some(vnet) => {
+                        let vnet = vnet.encode();
+                        let mut slices = [IoSlice::new(&[]); MERGE_MAX + 2];
+                        slices[0] = IoSlice::new(&vnet);
+                        slices[1] = IoSlice::new(&headers[..merged.headers]);
+                        for (slice, f) in slices[2..].iter_mut().zip(run) {
+                            *slice =
+                                IoSlice::new(bytes(f).get(merged.headers..).unwrap_or_default());
+                        }
+                        write_vectored(&shared.tun, &slices[..taken + 2])
+                    }
+                    None => false,
+                }
+            }
+        } else {
+            // A TUN device takes one whole packet per write, or nothing.
+            let mut written = true;
+            let mut write = |packet: &[u8]| {
+                written &= write_packet(&shared.tun, &[IoSlice::new(packet)]);
+            };
+            if !resegment(inner, mtu, segments, &mut write) {
+                write(inner);
+            }
+            written
+        };
+        for f in &found[index..index + taken] {
+            if written {
+                counters
+                    .decapsulated_packets
+                    .fetch_add(1, Ordering::Relaxed);
+                counters
+                    .decapsulated_bytes
+                    .fetch_add((f.end - f.start) as u64, Ordering::Relaxed);
+            } else {
+                counters.send_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        index += taken;
+    }
+}
+
+/// Writes one whole packet, `parts` concatenated, into the device after an all-zero
+/// `virtio_net_hdr` (no GSO, checksums complete).
+fn write_packet(tun: &File, parts: &[IoSlice<'_>]) -> bool {
+    let vnet = [0_u8; VNET_HEADER];
+    let mut slices = [IoSlice::new(&vnet); 4];
+    let Some(to) = slices.get_mut(1..=parts.len()) else {
+        return false;
+    };
+    to.copy_from_slice(parts);
+    write_vectored(tun, &slices[..=parts.len()])
+}
+
+/// One `writev` into the device, which takes a whole packet or nothing.
+fn write_vectored(tun: &File, slices: &[IoSlice<'_>]) -> bool {
+    let total: usize = slices.iter().map(|s| s.len()).sum();
+    let mut tun = tun;
+    tun.write_vectored(slices).is_ok_and(|n| n == total)
 }
 
 /// After a failed non-blocking read: waits until `fd` is readable again. False when the
@@ -960,9 +1512,23 @@ fn raw_ipip_socket(local: Ipv4Addr, discovery: libc::c_int) -> io::Result<OwnedF
     Ok(socket)
 }
 
-/// A socket filter that accepts nothing, for the socket that only sends: every raw socket of a
-/// protocol gets a copy of each packet received.
+/// Keeps the socket that only sends from receiving: every raw socket of a protocol gets a copy
+/// of each packet received. Connected to the loopback address, from which no IP-in-IP comes,
+/// the kernel passes it by without copying anything (sends still name their node); a socket
+/// filter that accepts nothing stands behind that.
 fn receive_nothing(socket: &OwnedFd) -> io::Result<()> {
+    let loopback = socket_address(Ipv4Addr::LOCALHOST);
+    // SAFETY: `loopback` is a live `sockaddr_in` of the size passed.
+    let connected = check(unsafe {
+        libc::connect(
+            socket.as_raw_fd(),
+            (&raw const loopback).cast::<libc::sockaddr>(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    });
+    if let Err(error) = connected {
+        debug!(%error, "cannot connect the sending IP-in-IP socket to the loopback address");
+    }
     let mut reject = [libc::sock_filter {
         code: (libc::BPF_RET | libc::BPF_K) as u16,
         jt: 0,
@@ -976,73 +1542,127 @@ fn receive_nothing(socket: &OwnedFd) -> io::Result<()> {
     setsockopt(socket, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &program)
 }
 
-/// A receive buffer of `RECEIVE_BUFFER` octets for the receiving socket, so a burst from the
-/// wire waits there instead of being dropped while the thread writes into the device. Forced
-/// past `net.core.rmem_max` where the process may (`CAP_NET_ADMIN`); otherwise capped by it.
-fn enlarge_receive_buffer(socket: &OwnedFd) {
-    let size = RECEIVE_BUFFER;
-    if setsockopt(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size).is_err()
-        && let Err(error) = setsockopt(socket, libc::SOL_SOCKET, libc::SO_RCVBUF, &size)
+/// A buffer of `size` octets for `socket` (`SO_RCVBUF` or `SO_SNDBUF`, by `name`), so a burst
+/// waits there instead of being dropped or blocking. Forced past `net.core.rmem_max` or
+/// `wmem_max` (`force`) where the process may (`CAP_NET_ADMIN`); otherwise capped by them.
+fn enlarge_buffer(socket: &OwnedFd, force: libc::c_int, name: libc::c_int, size: libc::c_int) {
+    if setsockopt(socket, libc::SOL_SOCKET, force, &size).is_err()
+        && let Err(error) = setsockopt(socket, libc::SOL_SOCKET, name, &size)
     {
-        debug!(%error, "cannot enlarge the IP-in-IP receive buffer");
+        debug!(%error, "cannot enlarge an IP-in-IP socket buffer");
     }
 }
 
-/// Sends `packet` to `node` on a raw IP-in-IP socket, with `tos` in the outer header (an
-/// `IP_TOS` control message, so nothing is left on the socket).
-fn send_to(socket: BorrowedFd<'_>, packet: &[u8], node: Ipv4Addr, tos: u8) -> io::Result<()> {
-    /// Room for one `cmsghdr` with an `int`, aligned like one.
-    #[repr(C, align(8))]
-    struct Control([u8; 32]);
+/// Room for one `cmsghdr` with an `int`, aligned like one.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Control([u8; 32]);
 
-    let address = socket_address(node);
-    let mut iov = libc::iovec {
-        iov_base: packet.as_ptr().cast_mut().cast::<libc::c_void>(),
-        iov_len: packet.len(),
-    };
-    let mut control = Control([0; 32]);
+/// Sends `packets` (lying in `buffer`) on a raw IP-in-IP socket with one `sendmmsg`, each to
+/// its node with its TOS in the outer header (an `IP_TOS` control message, so nothing is left
+/// on the socket). How many went (at most `SEND_BATCH`); an error only if the first did not.
+fn send_many(socket: BorrowedFd<'_>, buffer: &[u8], packets: &[Outgoing]) -> io::Result<usize> {
+    let count = packets.len().min(SEND_BATCH);
+    let mut addresses = [socket_address(Ipv4Addr::UNSPECIFIED); SEND_BATCH];
+    let mut iovs = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; SEND_BATCH];
+    let mut controls = [Control([0; 32]); SEND_BATCH];
+    // SAFETY: all-zero bytes are a valid `mmsghdr` (integers and null pointers).
+    let mut messages: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
     // SAFETY: `CMSG_SPACE` only computes a size.
     let space = unsafe { libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) } as usize;
-    // SAFETY: all-zero bytes are a valid `msghdr` (integers and null pointers).
-    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-    message.msg_name = (&raw const address).cast_mut().cast::<libc::c_void>();
-    message.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    message.msg_iov = &raw mut iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control.0.as_mut_ptr().cast::<libc::c_void>();
-    message.msg_controllen = space.min(control.0.len()) as _;
-    // SAFETY: `message` points at `control`, large and aligned enough for one header with an
-    // `int` (so `CMSG_FIRSTHDR` is not null); the kernel only reads `packet` through `iov`,
-    // and everything pointed to outlives the call.
-    let sent = unsafe {
-        let header = libc::CMSG_FIRSTHDR(&raw const message);
-        (*header).cmsg_level = libc::IPPROTO_IP;
-        (*header).cmsg_type = libc::IP_TOS;
-        (*header).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as _;
-        libc::CMSG_DATA(header)
-            .cast::<libc::c_int>()
-            .write_unaligned(libc::c_int::from(tos));
-        libc::sendmsg(socket.as_raw_fd(), &raw const message, 0)
-    };
-    if sent < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
+    for (index, packet) in packets.iter().take(count).enumerate() {
+        let bytes = buffer
+            .get(packet.start..packet.start + packet.length)
+            .ok_or(io::ErrorKind::InvalidInput)?;
+        addresses[index] = socket_address(packet.node);
+        iovs[index] = libc::iovec {
+            iov_base: bytes.as_ptr().cast_mut().cast::<libc::c_void>(),
+            iov_len: bytes.len(),
+        };
+        let message = &mut messages[index].msg_hdr;
+        message.msg_name = (&raw mut addresses[index]).cast::<libc::c_void>();
+        message.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        message.msg_iov = &raw mut iovs[index];
+        message.msg_iovlen = 1;
+        message.msg_control = controls[index].0.as_mut_ptr().cast::<libc::c_void>();
+        message.msg_controllen = space.min(size_of::<Control>()) as _;
+        // SAFETY: `message` points at its `Control`, large and aligned enough for one header
+        // with an `int` (so `CMSG_FIRSTHDR` is not null).
+        unsafe {
+            let header = libc::CMSG_FIRSTHDR(message);
+            (*header).cmsg_level = libc::IPPROTO_IP;
+            (*header).cmsg_type = libc::IP_TOS;
+            (*header).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as _;
+            libc::CMSG_DATA(header)
+                .cast::<libc::c_int>()
+                .write_unaligned(libc::c_int::from(packet.tos));
+        }
     }
-}
-
-/// Receives one packet without blocking.
-fn receive(socket: BorrowedFd<'_>, buffer: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buffer` is writable for its length during the call.
-    let received = unsafe {
-        libc::recv(
+    // SAFETY: the first `count` messages point at addresses, iovecs and control buffers that
+    // live on this frame until the call returns; the kernel only reads the packets, through
+    // the iovecs, which point into `buffer`.
+    let sent = unsafe {
+        libc::sendmmsg(
             socket.as_raw_fd(),
-            buffer.as_mut_ptr().cast::<libc::c_void>(),
-            buffer.len(),
-            libc::MSG_DONTWAIT,
+            messages.as_mut_ptr(),
+            count as libc::c_uint,
+            0,
         )
     };
-    usize::try_from(received).map_err(|_| io::Error::last_os_error())
+    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
+}
+
+/// Receives up to `RECEIVE_BATCH` packets without blocking, with one `recvmmsg`, packet `i`
+/// into the slot of `RECEIVE_SLOT` octets at `i * RECEIVE_SLOT` in `buffer`, its length in
+/// `lengths[i]` (`usize::MAX` for a packet cut short). How many came.
+fn receive_many(
+    socket: BorrowedFd<'_>,
+    buffer: &mut [u8],
+    lengths: &mut [usize; RECEIVE_BATCH],
+) -> io::Result<usize> {
+    let mut iovs = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; RECEIVE_BATCH];
+    // SAFETY: all-zero bytes are a valid `mmsghdr` (integers and null pointers).
+    let mut messages: [libc::mmsghdr; RECEIVE_BATCH] = unsafe { std::mem::zeroed() };
+    let mut count = 0;
+    for ((slot, iov), message) in buffer
+        .chunks_exact_mut(RECEIVE_SLOT)
+        .zip(&mut iovs)
+        .zip(&mut messages)
+    {
+        *iov = libc::iovec {
+            iov_base: slot.as_mut_ptr().cast::<libc::c_void>(),
+            iov_len: slot.len(),
+        };
+        message.msg_hdr.msg_iov = iov;
+        message.msg_hdr.msg_iovlen = 1;
+        count += 1;
+    }
+    // SAFETY: the first `count` messages point at iovecs on this frame, which point at
+    // disjoint slots of `buffer`, writable for their length during the call.
+    let received = unsafe {
+        libc::recvmmsg(
+            socket.as_raw_fd(),
+            messages.as_mut_ptr(),
+            count as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    let received = usize::try_from(received).map_err(|_| io::Error::last_os_error())?;
+    for (length, message) in lengths.iter_mut().zip(&messages).take(received) {
+        *length = if message.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            usize::MAX
+        } else {
+            message.msg_len as usize
+        };
+    }
+    Ok(received)
 }
 
 /// The kernel's path MTU toward `node` (what made a DF send fail), read through `probe`.
@@ -1112,7 +1732,9 @@ fn ioctl(fd: &impl AsFd, request: libc::Ioctl, value: &mut libc::ifreq) -> io::R
 }
 
 /// Opens `/dev/net/tun` non-blocking and attaches it to the TUN device `name` (created if
-/// missing) without packet information.
+/// missing) without packet information, with a `virtio_net_hdr` before each packet and TCP
+/// segmentation and checksum offload (TSO super-packets come to this side; without
+/// `TUNSETOFFLOAD`, an old kernel, whole packets do).
 fn open_tun(name: &str) -> io::Result<File> {
     let tun = OpenOptions::new()
         .read(true)
@@ -1120,8 +1742,25 @@ fn open_tun(name: &str) -> io::Result<File> {
         .custom_flags(libc::O_NONBLOCK)
         .open("/dev/net/tun")?;
     let mut request = interface_request(name)?;
-    request.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    request.ifr_ifru.ifru_flags =
+        (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
     ioctl(&tun, libc::TUNSETIFF, &mut request)?;
+    // A persistent device keeps what an earlier process set: say it again.
+    let size = VNET_HEADER as libc::c_int;
+    // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer, live during the call.
+    check(unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETVNETHDRSZ, &raw const size) })?;
+    let offloads = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO_ECN;
+    // SAFETY: TUNSETOFFLOAD takes its argument by value; no pointer is involved.
+    let offloaded = check(unsafe {
+        libc::ioctl(
+            tun.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            libc::c_ulong::from(offloads),
+        )
+    });
+    if let Err(error) = offloaded {
+        debug!(device = name, %error, "no TCP segmentation offload on the TUN device");
+    }
     Ok(tun)
 }
 
@@ -1386,6 +2025,16 @@ mod tests {
             let _ = fragmentation_needed(&bytes, 1400, &mut icmp);
             let mtu = (next() % 100) as usize;
             let _ = resegment(&bytes, mtu, &mut scratch, |s| assert!(s.len() <= mtu));
+            if let Some(plan) = Segmentation::plan(&bytes) {
+                let size = (next() % 40) as usize;
+                for index in 0..plan.count(size).min(64) {
+                    let _ = plan.write(&bytes, size, index, &mut scratch);
+                }
+            }
+            let _ = VnetHeader::parse(&bytes);
+            let _ = Mergeable::parse(&bytes);
+            let mut copy = bytes.clone();
+            let _ = finish_checksum(&mut copy, mtu, (next() % 100) as usize);
             if let Inbound::Deliver { start, end } = inbound(&mut bytes, &table) {
                 assert!(start <= end && end <= bytes.len());
             }
@@ -1477,6 +2126,188 @@ mod tests {
         assert!(!resegment(&fits, 1480, &mut scratch, |_| panic!()));
         let udp = packet("10.244.2.1", "10.244.1.1", 17, 0, &[0; 3000]);
         assert!(!resegment(&udp, 1480, &mut scratch, |_| panic!()));
+    }
+
+    #[test]
+    fn the_fast_word_sum_matches_the_plain_one() {
+        let plain = |bytes: &[u8]| -> u16 {
+            let mut sum: u32 = bytes
+                .chunks(2)
+                .map(|p| u32::from(p[0]) << 8 | u32::from(*p.get(1).unwrap_or(&0)))
+                .sum();
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            !(sum as u16)
+        };
+        let data: Vec<u8> = (0..3000_u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        for length in (0..40).chain([1479, 1480, 2999, 3000]) {
+            assert_eq!(
+                checksum(&data[..length]),
+                plain(&data[..length]),
+                "{length}"
+            );
+        }
+        assert_eq!(checksum(&[0xff; 64]), 0, "all ones sum to negative zero");
+        assert_eq!(checksum(&[0; 64]), 0xffff);
+    }
+
+    #[test]
+    fn the_virtio_net_header_round_trips() {
+        let header = VnetHeader {
+            flags: VNET_NEEDS_CSUM,
+            gso_type: VNET_GSO_TCPV4 | VNET_GSO_ECN,
+            header_length: 52,
+            gso_size: 1428,
+            csum_start: 20,
+            csum_offset: 16,
+        };
+        assert_eq!(VnetHeader::parse(&header.encode()), Some(header));
+        assert_eq!(VnetHeader::parse(&[0; 9]), None);
+        assert_eq!(VnetHeader::parse(&[0; 10]), Some(VnetHeader::default()));
+    }
+
+    /// `segment` with both checksums made right.
+    fn valid(mut segment: Vec<u8>) -> Vec<u8> {
+        segment[10..12].fill(0);
+        let sum = checksum(&segment[..20]).to_be_bytes();
+        segment[10..12].copy_from_slice(&sum);
+        segment[36..38].fill(0);
+        let pseudo = pseudo_header_sum(0x0af4_0201, 0x0af4_0101, 6, segment.len() - 20);
+        let sum = fold(pseudo + word_sum(&segment[20..])).to_be_bytes();
+        segment[36..38].copy_from_slice(&sum);
+        segment
+    }
+
+    /// `segment` with its TCP checksum replaced by the pseudo-header sum, as the kernel hands
+    /// over a packet with `VIRTIO_NET_HDR_F_NEEDS_CSUM`.
+    fn partial(mut segment: Vec<u8>) -> Vec<u8> {
+        let pseudo = pseudo_header_sum(0x0af4_0201, 0x0af4_0101, 6, segment.len() - 20);
+        segment[36..38].copy_from_slice(&(!fold(pseudo)).to_be_bytes());
+        segment
+    }
+
+    #[test]
+    fn a_partial_checksum_is_finished() {
+        let whole = valid(tcp_segment(7, 0x18, b"hello, world"));
+        let mut packet = partial(whole.clone());
+        assert!(finish_checksum(&mut packet, 20, 16));
+        assert_eq!(packet, whole);
+        assert!(!finish_checksum(&mut packet, 20, 100));
+        assert!(!finish_checksum(&mut packet, 60, 0));
+    }
+
+    #[test]
+    fn a_tso_super_packet_is_cut_at_the_size_the_kernel_asked_for() {
+        let payload: Vec<u8> = (0..5000).map(|i| (i % 253) as u8).collect();
+        let (psh, ack, cwr) = (0x08, 0x10, 0x80);
+        let sequence: u32 = 0xffff_fff0;
+        let segment = |i: usize, flags: u8| {
+            let chunk = &payload[i * 1428..((i + 1) * 1428).min(payload.len())];
+            let mut s = tcp_segment(sequence.wrapping_add(1428 * i as u32), flags, chunk);
+            s[4..6].copy_from_slice(&(0x1234_u16 + i as u16).to_be_bytes());
+            valid(s)
+        };
+        let super_packet = partial(tcp_segment(sequence, ack | psh | cwr, &payload));
+        let plan = Segmentation::plan(&super_packet).unwrap();
+        assert_eq!(plan.count(1428), 4);
+        let mut out = vec![0; 1500];
+        for i in 0..4 {
+            let length = plan.write(&super_packet, 1428, i, &mut out).unwrap();
+            assert_eq!(length, plan.length(1428, i));
+            let flags = [ack | cwr, ack, ack, ack | psh][i];
+            assert_eq!(out[..length], segment(i, flags)[..], "segment {i}");
+        }
+        assert_eq!(plan.write(&super_packet, 1428, 4, &mut out), None);
+        assert_eq!(plan.write(&super_packet, 1428, 0, &mut out[..100]), None);
+    }
+
+    /// A train of full segments of one flow, the last with PSH, with consecutive sequence
+    /// numbers and identifications.
+    fn train(count: usize, size: usize) -> Vec<Vec<u8>> {
+        (0..count)
+            .map(|i| {
+                let data: Vec<u8> = (0..size).map(|j| (i * 31 + j) as u8).collect();
+                let flags = if i + 1 == count { 0x18 } else { 0x10 };
+                let mut s = tcp_segment(1000 + (i * size) as u32, flags, &data);
+                s[6] = 0x40; // DF
+                s[4..6].copy_from_slice(&(0x1234_u16 + i as u16).to_be_bytes());
+                valid(s)
+            })
+            .collect()
+    }
+
+    fn merges(segments: &[Vec<u8>]) -> usize {
+        let first = Mergeable::parse(&segments[0]).unwrap();
+        let (mut last, mut length, mut taken) = (first, segments[0].len(), 1);
+        for next in &segments[1..] {
+            let Some(merged) = Mergeable::parse(next) else {
+                break;
+            };
+            if !continues((&segments[0], &first), &last, (next, &merged), length) {
+                break;
+            }
+            (last, length, taken) = (merged, length + merged.payload, taken + 1);
+        }
+        taken
+    }
+
+    #[test]
+    fn merged_segments_are_cut_back_into_the_very_same_segments() {
+        let segments = train(5, 1000);
+        assert_eq!(merges(&segments), 5);
+        let first = Mergeable::parse(&segments[0]).unwrap();
+        let length = 40 + 5 * 1000;
+        let mut headers = [0; 120];
+        let vnet = merged_headers(&segments[0], &first, 0x18, length, &mut headers).unwrap();
+        assert_eq!(
+            (vnet.flags, vnet.gso_type, vnet.gso_size, vnet.header_length),
+            (VNET_NEEDS_CSUM, VNET_GSO_TCPV4, 1000, 40)
+        );
+        assert_eq!((vnet.csum_start, vnet.csum_offset), (20, 16));
+        let mut merged = headers[..40].to_vec();
+        for segment in &segments {
+            merged.extend(&segment[40..]);
+        }
+        // What the kernel does with it: GSO, as on the way out.
+        let plan = Segmentation::plan(&merged).unwrap();
+        let mut out = vec![0; 1100];
+        for (i, segment) in segments.iter().enumerate() {
+            let length = plan.write(&merged, 1000, i, &mut out).unwrap();
+            assert_eq!(&out[..length], &segment[..], "segment {i}");
+        }
+    }
+
+    #[test]
+    fn only_in_order_full_segments_of_one_flow_are_merged() {
+        let base = train(3, 1000);
+        assert_eq!(merges(&base), 3);
+        // Out of order.
+        let swapped = vec![base[0].clone(), base[2].clone(), base[1].clone()];
+        assert_eq!(merges(&swapped), 1);
+        // A short segment ends the run (but joins it); PSH too.
+        let mut short = train(3, 1000);
+        short[1].truncate(540);
+        short[1][2..4].copy_from_slice(&540_u16.to_be_bytes());
+        short[1][33] = 0x10;
+        short[1] = valid(short[1].clone());
+        assert_eq!(merges(&short), 2);
+        let mut push_first = train(2, 1000);
+        push_first[0][33] = 0x18;
+        push_first[0] = valid(push_first[0].clone());
+        assert_eq!(merges(&push_first), 1);
+        // Another acknowledgment number, a bad checksum, SYN: never.
+        let mut other_ack = base.clone();
+        other_ack[1][31] ^= 1;
+        other_ack[1] = valid(other_ack[1].clone());
+        assert_eq!(merges(&other_ack), 1);
+        let mut corrupt = base.clone();
+        corrupt[0][100] ^= 1;
+        assert_eq!(Mergeable::parse(&corrupt[0]), None);
+        let mut syn = tcp_segment(1, 0x12, &[0; 10]);
+        syn[6] = 0x40;
+        let syn = valid(syn);
+        assert_eq!(Mergeable::parse(&syn), None);
     }
 
     #[test]
