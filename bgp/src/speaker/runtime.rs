@@ -33,7 +33,7 @@ const INPUT_QUEUE: usize = 4096;
 /// configuration says otherwise.
 const EVENT_QUEUE: usize = 1 << 14;
 /// While draining a burst of inputs, a waiting request is answered every this many inputs.
-const READER_TURN: usize = 8;
+const READER_TURN: usize = 32;
 /// Connection ids handed out by the runtime start here, apart from the core's.
 const RUNTIME_CONN_BASE: u64 = 1 << 48;
 
@@ -128,7 +128,7 @@ pub struct Speaker {
 }
 
 /// The senders of lossless subscriptions, shared between the handle and the runtime.
-type LosslessSenders = Arc<std::sync::Mutex<Vec<mpsc::UnboundedSender<SpeakerEvent>>>>;
+type LosslessSenders = Arc<std::sync::Mutex<Vec<mpsc::UnboundedSender<Vec<SpeakerEvent>>>>>;
 
 /// Why a request to the speaker failed.
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +187,7 @@ impl Speaker {
             events: events_tx.clone(),
             lossless: lossless.clone(),
             lossless_now: Vec::new(),
+            batch: Vec::new(),
             listeners,
             passwords: HashMap::new(),
         };
@@ -301,7 +302,7 @@ impl Speaker {
         }
         Subscription {
             speaker: self.clone(),
-            receiver: Receiver::Lossless(receiver),
+            receiver: Receiver::Lossless(receiver, Vec::new().into_iter()),
             lagged: false,
         }
     }
@@ -332,8 +333,12 @@ pub struct Subscription {
 enum Receiver {
     /// The shared, bounded queue: a reader that falls behind is resynchronised.
     Broadcast(broadcast::Receiver<SpeakerEvent>),
-    /// A queue of its own that loses nothing.
-    Lossless(mpsc::UnboundedReceiver<SpeakerEvent>),
+    /// A queue of its own that loses nothing: the events of one input per message, and those
+    /// of the last message not handed out yet.
+    Lossless(
+        mpsc::UnboundedReceiver<Vec<SpeakerEvent>>,
+        std::vec::IntoIter<SpeakerEvent>,
+    ),
 }
 
 impl Subscription {
@@ -346,7 +351,12 @@ impl Subscription {
         }
         let receiver = match &mut self.receiver {
             Receiver::Broadcast(receiver) => receiver,
-            Receiver::Lossless(receiver) => return receiver.try_recv().ok().map(Notice::Event),
+            Receiver::Lossless(receiver, pending) => loop {
+                if let Some(event) = pending.next() {
+                    return Some(Notice::Event(event));
+                }
+                *pending = receiver.try_recv().ok()?.into_iter();
+            },
         };
         match receiver.try_recv() {
             Ok(event) => Some(Notice::Event(event)),
@@ -363,7 +373,12 @@ impl Subscription {
     pub async fn next(&mut self) -> Option<Notice> {
         let receiver = match &mut self.receiver {
             Receiver::Broadcast(receiver) => receiver,
-            Receiver::Lossless(receiver) => return receiver.recv().await.map(Notice::Event),
+            Receiver::Lossless(receiver, pending) => loop {
+                if let Some(event) = pending.next() {
+                    return Some(Notice::Event(event));
+                }
+                *pending = receiver.recv().await?.into_iter();
+            },
         };
         let received = if self.lagged {
             self.lagged = false;
@@ -448,7 +463,9 @@ struct Runtime {
     events: broadcast::Sender<SpeakerEvent>,
     lossless: LosslessSenders,
     /// The lossless senders as of this input (taken from `lossless` once per input).
-    lossless_now: Vec<mpsc::UnboundedSender<SpeakerEvent>>,
+    lossless_now: Vec<mpsc::UnboundedSender<Vec<SpeakerEvent>>>,
+    /// The events of the input being handled, for the lossless subscribers in one message.
+    batch: Vec<SpeakerEvent>,
     listeners: Vec<Arc<TcpListener>>,
     passwords: HashMap<IpAddr, String>,
 }
@@ -579,6 +596,17 @@ impl Runtime {
         for output in outputs {
             self.output(output);
         }
+        if !self.batch.is_empty() {
+            // One message per input for each lossless subscriber; the last one takes the
+            // events themselves.
+            let batch = std::mem::take(&mut self.batch);
+            if let Some((last, others)) = self.lossless_now.split_last() {
+                for sender in others {
+                    let _ = sender.send(batch.clone());
+                }
+                let _ = last.send(batch);
+            }
+        }
     }
 
     /// Keeps the listeners' MD5 keys in step with the peers' passwords.
@@ -638,11 +666,15 @@ impl Runtime {
                 {
                     info!(peer = %address, state = state.as_str(), error = error.as_deref().unwrap_or(""), "peer state");
                 }
-                for sender in &self.lossless_now {
-                    let _ = sender.send(event.clone());
-                }
                 if self.events.receiver_count() > 0 {
-                    let _ = self.events.send(event);
+                    if self.lossless_now.is_empty() {
+                        let _ = self.events.send(event);
+                        return;
+                    }
+                    let _ = self.events.send(event.clone());
+                }
+                if !self.lossless_now.is_empty() {
+                    self.batch.push(event);
                 }
             }
         }
