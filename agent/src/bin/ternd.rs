@@ -9,12 +9,6 @@ use tern_agent::agent::Agent;
 use tern_agent::api::Server;
 use tern_agent::config::Config;
 
-/// mimalloc instead of glibc's malloc: route events are allocated by the speaker's thread and
-/// freed by the agent's, and glibc sends every such free back to the allocating thread's arena
-/// under its lock; that cost a full-table ingest about half again its CPU time.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const USAGE: &str = "usage: ternd --config FILE   (see agent/examples/ternd.yaml)";
 
 fn main() -> ExitCode {
