@@ -6,11 +6,14 @@
 //!
 //! Every address lives inside `tern-uipip-*` namespaces, deleted even when a test fails.
 
+mod common;
+
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{inside, run};
 use ipnetwork::Ipv4Network;
 use tern_agent::tunnel::userspace::{self, Counters, UserspaceIpip};
 
@@ -46,33 +49,11 @@ impl Drop for Namespaces {
     }
 }
 
-fn run(args: &[&str]) -> String {
-    let output = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// `ip -n ns ARGS`.
 fn ip(ns: &str, args: &str) -> String {
     let mut full = vec!["ip", "-n", ns];
     full.extend(args.split_whitespace());
     run(&full)
-}
-
-/// Runs `f` on a thread that entered namespace `ns`; threads it starts stay there too.
-fn inside<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(path).unwrap();
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
 }
 
 fn addr(text: &str) -> Ipv4Addr {

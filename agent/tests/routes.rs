@@ -1,28 +1,15 @@
 //! The route programmer against a real kernel, inside a network namespace this test creates.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use common::{inside, require_root, run};
 use ipnetwork::IpNetwork;
 use tern_agent::routes::{KernelRoute, NextHop, Programmer, RouteKind, RouteTag};
-
-/// Root is needed for namespaces: skip without it, unless CI demands the test runs.
-fn require_root() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"));
-    if !root {
-        assert!(
-            std::env::var("TERN_REQUIRE_ROOT").as_deref() != Ok("1"),
-            "this test needs root (TERN_REQUIRE_ROOT=1 is set)"
-        );
-        eprintln!("skipping: needs root");
-    }
-    root
-}
 
 /// A network namespace that is deleted when dropped, even when the test fails.
 struct Namespace(String);
@@ -56,29 +43,6 @@ impl Drop for Namespace {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
-}
-
-fn run(args: &[&str]) -> String {
-    let output = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Runs `f` on a thread that entered the namespace, with a tokio runtime of its own, so the
-/// netlink socket is opened inside it.
-fn inside<T: Send + 'static>(ns: &Namespace, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{}", ns.0);
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(path).unwrap();
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
 }
 
 /// Main table, protocol 12 (`bird`), no metric.
@@ -161,7 +125,7 @@ fn routes_are_installed_dumped_replaced_and_deleted_with_our_protocol_only() {
             kind: via(&["2001:db8::2"]),
         },
     ];
-    let (dumped, after_delete) = inside(&ns, move || {
+    let (dumped, after_delete) = inside(&ns.0, move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -228,7 +192,7 @@ fn a_refused_install_is_retried_until_the_kernel_takes_it() {
     }
     let ns = Namespace::with_link("tern-test-retry");
     let name = ns.0.clone();
-    let (first, last) = inside(&ns, move || {
+    let (first, last) = inside(&ns.0, move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
