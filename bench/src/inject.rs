@@ -58,17 +58,33 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.first.saturating_add(args.count) > MAX_PREFIXES {
         bail!("at most {MAX_PREFIXES} prefixes fit the address plan");
     }
-    let stream = connect(args.connect, Duration::from_secs(args.connect_timeout)).await?;
-    let IpAddr::V4(local_address) = stream.local_addr()?.ip() else {
-        bail!("the injector speaks IPv4 only");
-    };
     let local = Local {
         asn: args.asn,
         router_id: args.router_id,
         hold_time: args.hold_time,
         peer_asn: args.peer_asn,
     };
-    let session = session::establish(stream, local).await?;
+    // A device that is still starting may accept the connection and close it before it knows
+    // us (its peer is not configured yet): try again, as a BGP speaker's connect retry would.
+    let deadline = Instant::now() + Duration::from_secs(args.connect_timeout);
+    let (session, local_address) = loop {
+        let stream = connect(
+            args.connect,
+            deadline.saturating_duration_since(Instant::now()),
+        )
+        .await?;
+        let IpAddr::V4(local_address) = stream.local_addr()?.ip() else {
+            bail!("the injector speaks IPv4 only");
+        };
+        match session::establish(stream, local).await {
+            Ok(session) => break (session, local_address),
+            Err(error) if Instant::now() < deadline => {
+                eprintln!("session not established ({error:#}); trying again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    };
     println!("established {}", session.peer_asn);
 
     let bytes = encode_routes(
