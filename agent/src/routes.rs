@@ -587,19 +587,38 @@ pub struct WriterQueue {
 #[derive(Debug, Default)]
 struct Shared {
     pending: Mutex<Vec<Change>>,
+    /// The queue length at which the next coalescing happens (doubles when coalescing leaves
+    /// the queue long, so a huge table does not coalesce on every push).
+    coalesce_at: std::sync::atomic::AtomicUsize,
     wake: tokio::sync::Notify,
     /// Changes the writer has taken and not finished.
     in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl WriterQueue {
-    /// Queues changes for the kernel; never waits.
+    /// Queues changes for the kernel; never waits. When the kernel falls far behind, changes
+    /// to the same prefix are folded into the last one, so the queue never holds more than one
+    /// change per prefix beyond [`COALESCE_AT`].
     pub fn push(&self, changes: impl IntoIterator<Item = (IpNetwork, Option<RouteKind>)>) {
-        self.shared
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(changes);
+        {
+            let mut pending = self
+                .shared
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            pending.extend(changes);
+            let at = self
+                .shared
+                .coalesce_at
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .max(COALESCE_AT);
+            if pending.len() > at {
+                coalesce(&mut pending);
+                self.shared
+                    .coalesce_at
+                    .store(pending.len() * 2, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         self.shared.wake.notify_one();
     }
 
@@ -617,6 +636,25 @@ impl WriterQueue {
                 .in_flight
                 .load(std::sync::atomic::Ordering::Acquire)
     }
+}
+
+/// Queue length past which changes to one prefix are folded together.
+pub const COALESCE_AT: usize = 4_000_000;
+
+/// Keeps only the last change of each prefix (the order between prefixes does not matter to
+/// the kernel; the order within one does, and the last one is what must hold).
+fn coalesce(pending: &mut Vec<Change>) {
+    let mut last: std::collections::HashMap<IpNetwork, usize> =
+        std::collections::HashMap::with_capacity(pending.len());
+    for (index, (prefix, _)) in pending.iter().enumerate() {
+        last.insert(*prefix, index);
+    }
+    let mut index = 0;
+    pending.retain(|(prefix, _)| {
+        let keep = last.get(prefix) == Some(&index);
+        index += 1;
+        keep
+    });
 }
 
 /// How many times a failed install is tried again before it is reported.
@@ -639,6 +677,9 @@ pub fn spawn_writer(programmer: Programmer, first_delay: std::time::Duration) ->
                 shared
                     .in_flight
                     .store(pending.len(), std::sync::atomic::Ordering::Release);
+                shared
+                    .coalesce_at
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
                 std::mem::take(&mut *pending)
             };
             if changes.is_empty() {
@@ -840,6 +881,37 @@ mod tests {
             assert_eq!(ours.header, theirs.header, "{prefix}");
             assert_eq!(sorted(&ours), sorted(&theirs), "{prefix}");
         }
+    }
+
+    #[test]
+    fn coalescing_keeps_the_last_change_of_each_prefix_in_order() {
+        let a: IpNetwork = "10.0.0.0/24".parse().unwrap();
+        let b: IpNetwork = "10.0.1.0/24".parse().unwrap();
+        let c: IpNetwork = "10.0.2.0/24".parse().unwrap();
+        let hop = |g: &str| {
+            RouteKind::Via(vec![NextHop {
+                gateway: g.parse().unwrap(),
+                interface: None,
+                onlink: false,
+            }])
+        };
+        let mut pending = vec![
+            (a, Some(hop("192.0.2.1"))),
+            (b, Some(hop("192.0.2.1"))),
+            (a, None),
+            (c, Some(hop("192.0.2.3"))),
+            (b, Some(hop("192.0.2.2"))),
+            (a, Some(hop("192.0.2.9"))),
+        ];
+        coalesce(&mut pending);
+        assert_eq!(
+            pending,
+            vec![
+                (c, Some(hop("192.0.2.3"))),
+                (b, Some(hop("192.0.2.2"))),
+                (a, Some(hop("192.0.2.9"))),
+            ]
+        );
     }
 
     #[test]
