@@ -331,5 +331,88 @@ fn pods_reach_each_other_through_ipip_and_vxlan_and_modes_change_at_runtime() {
     // No session restarted through the mode changes.
     let after = sessions(&lab);
     assert_eq!(before, after, "sessions changed across mode changes");
+
+    // Restart without loss over VXLAN: the data path is the kernel's, so a ping every 10 ms
+    // between racks loses nothing while n1's ternd stops (SIGTERM) and starts again.
+    let mut restarted = restart_without_loss(&lab);
     lab.down().unwrap();
+    // The lab's teardown ended it with everything else in its namespaces.
+    let _ = restarted.wait();
+}
+
+/// Restarts n1's ternd during a fast ping from its pod to n3's pod; asserts no loss. Returns
+/// the new ternd, which the lab's teardown ends.
+fn restart_without_loss(lab: &Lab) -> std::process::Child {
+    let pod = lab.netns("n1/pod-a").unwrap();
+    let node = lab.netns("n1").unwrap();
+    let pinger = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &pod, "ping", "-n", "-q", "-i", "0.01", "-W", "1", "-w", "12",
+        ])
+        .arg(NODES[2].2)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    // Our ternd in n1's namespace: the only process there apart from the ping's namespace.
+    let ternd: Vec<u32> = tern_e2e::netns::pids(&node).unwrap();
+    assert_eq!(ternd.len(), 1, "one process in n1: {ternd:?}");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &ternd[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tern_e2e::netns::pids(&node).unwrap().contains(&ternd[0]) {
+        assert!(Instant::now() < deadline, "ternd did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let config = lab.node_dir("n1").join("ternd.yaml");
+    let log = std::fs::File::create(lab.node_dir("n1").join("ternd-restarted.log")).unwrap();
+    // Started in n1's namespace; the lab's teardown ends every process left in its namespaces.
+    let restarted = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &node,
+            env!("CARGO_BIN_EXE_ternd"),
+            "--config",
+        ])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let output = pinger.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains(" 0% packet loss"),
+        "pings lost across a restart of n1's ternd over VXLAN: {text}"
+    );
+    // The new ternd is up: its sessions are back, and the routes are as before.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let socket = lab.node_dir("n1").join("tern.sock");
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ternctl"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(["-o", "json", "peers"])
+            .output()
+            .unwrap();
+        let peers: serde_json::Value =
+            serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+        let up = peers
+            .as_array()
+            .map(|list| list.iter().filter(|p| p["state"] == "Established").count());
+        if up == Some(3) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted ternd has no sessions: {peers}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    wait_routes(lab, Mode::VxlanAlways);
+    restarted
 }
