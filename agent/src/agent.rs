@@ -628,7 +628,7 @@ impl Agent {
         if !self.admits(entry.prefix, &entry.sources) {
             return None;
         }
-        let mut gateways: Vec<IpAddr> = entry
+        let gateways: Vec<IpAddr> = entry
             .best
             .paths
             .iter()
@@ -640,8 +640,6 @@ impl Agent {
                 _ => None,
             })
             .collect();
-        gateways.sort();
-        gateways.dedup();
         let mut hops: Vec<NextHop> = if self.tunnels.active() {
             self.tunnels.hops(&self.config, entry.prefix, &gateways)
         } else {
@@ -911,9 +909,10 @@ impl Agent {
             }
         }
         let old = std::mem::replace(&mut self.config, config);
-        let routes_changed = self.peers != peers || encapsulation_changed(&old, &self.config);
+        let encapsulation = encapsulation_changed(&old, &self.config);
+        let routes_changed = self.peers != peers || encapsulation;
         self.peers = peers;
-        if encapsulation_changed(&old, &self.config) {
+        if encapsulation {
             let blocks = self.blocks();
             self.tunnels.configure(&self.config, &blocks).await;
         }
@@ -926,25 +925,13 @@ impl Agent {
         info!("configuration reloaded");
     }
 
-    /// Computes every kernel route again from the speaker's Loc-RIB.
+    /// Computes every kernel route again from the speaker's Loc-RIB (as after a resync).
     async fn reprogram(&mut self) {
+        let Ok(all) = self.speaker.all_routes().await else {
+            return;
+        };
         let mut batch = Vec::new();
-        let mut known = BTreeSet::new();
-        let mut after = None;
-        loop {
-            let Ok(page) = self.speaker.routes(after, 10_000).await else {
-                return;
-            };
-            let Some(last) = page.last() else { break };
-            after = Some(last.prefix);
-            for entry in page {
-                known.insert(entry.prefix);
-                batch.push((entry.prefix, Some(entry)));
-            }
-        }
-        for prefix in self.learned.keys().filter(|p| !known.contains(p)) {
-            batch.push((*prefix, None));
-        }
+        self.collect(Notice::Resync(all), &mut batch);
         self.program(batch).await;
     }
 }

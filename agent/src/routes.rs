@@ -102,41 +102,51 @@ struct Writer {
     socket: Socket,
 }
 
-/// A batch of encoded requests: sendmsg-sized chunks, and the prefix of each request (request
-/// `i` carries sequence number `i + 1`; the last one asks for an ACK).
+/// A batch of encoded requests: sendmsg-sized chunks, and each request's prefix and whether it
+/// installs (`true`) or deletes. Request `i` carries sequence number `i + 1`; the last one asks
+/// for an ACK.
 #[derive(Debug, Default)]
 struct Encoded {
     chunks: Vec<Vec<u8>>,
-    prefixes: Vec<IpNetwork>,
+    requests: Vec<(IpNetwork, bool)>,
 }
 
 impl Encoded {
-    /// Appends one request, starting a new chunk when the current one is full.
-    fn push(&mut self, prefix: IpNetwork, encode: impl FnOnce(&mut Vec<u8>, u32)) {
-        if self
-            .chunks
-            .last()
-            .is_none_or(|chunk| chunk.len() >= BATCH_OCTETS)
-        {
-            self.chunks.push(Vec::with_capacity(BATCH_OCTETS + 512));
+    /// Encodes changes in order: `Some(kind)` installs or replaces, `None` deletes.
+    fn new<'a>(
+        tag: RouteTag,
+        changes: impl IntoIterator<Item = (IpNetwork, Option<&'a RouteKind>)>,
+    ) -> Encoded {
+        let mut batch = Encoded::default();
+        let mut last = 0;
+        for (prefix, kind) in changes {
+            if batch
+                .chunks
+                .last()
+                .is_none_or(|chunk| chunk.len() >= BATCH_OCTETS)
+            {
+                batch.chunks.push(Vec::with_capacity(BATCH_OCTETS + 512));
+            }
+            let flags = match kind {
+                Some(_) => NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE,
+                None => NLM_F_REQUEST,
+            };
+            batch.requests.push((prefix, kind.is_some()));
+            let sequence = batch.requests.len() as u32;
+            if let Some(chunk) = batch.chunks.last_mut() {
+                last = encode(chunk, sequence, flags, tag, prefix, kind);
+            }
         }
-        self.prefixes.push(prefix);
-        let sequence = self.prefixes.len() as u32;
-        if let Some(chunk) = self.chunks.last_mut() {
-            encode(chunk, sequence);
-        }
-    }
-
-    /// Sets NLM_F_ACK on the last request.
-    fn finish(&mut self, last_offset: usize) {
-        if let Some(flags) = self
+        // NLM_F_ACK on the last request marks the end of the batch.
+        if let Some(flags) = batch
             .chunks
             .last_mut()
-            .and_then(|chunk| chunk.get_mut(last_offset + 6..last_offset + 8))
+            .and_then(|chunk| chunk.get_mut(last + 6..last + 8))
         {
             let value = u16::from_ne_bytes([flags[0], flags[1]]) | NLM_F_ACK;
             flags.copy_from_slice(&value.to_ne_bytes());
         }
+        batch
     }
 }
 
@@ -294,7 +304,7 @@ impl Writer {
             }
         }
         // Read up to the ACK of the last request, collecting the failures before it.
-        let last = batch.prefixes.len() as u32;
+        let last = batch.requests.len() as u32;
         'read: loop {
             let data = match self.socket.recv_from_full() {
                 Ok((data, _)) => data,
@@ -315,7 +325,7 @@ impl Writer {
                 if let NetlinkPayload::Error(error) = message.payload {
                     if error.code.is_some() {
                         let index = sequence.wrapping_sub(1) as usize;
-                        if index < batch.prefixes.len() {
+                        if index < batch.requests.len() {
                             failures.push((index, error));
                         }
                     }
@@ -351,111 +361,59 @@ impl Programmer {
 
     /// Installs or replaces every route. Returns the failures.
     pub async fn replace(&self, routes: &[KernelRoute]) -> Vec<RouteError> {
-        let mut batch = Encoded::default();
-        let mut last = 0;
-        let flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE;
-        for route in routes {
-            batch.push(route.prefix, |buffer, sequence| {
-                last = encode(
-                    buffer,
-                    sequence,
-                    flags,
-                    self.tag,
-                    route.prefix,
-                    Some(&route.kind),
-                );
-            });
-        }
-        batch.finish(last);
-        self.write("install", batch, false).await
+        self.write(routes.iter().map(|r| (r.prefix, Some(&r.kind))))
+            .await
     }
 
     /// Deletes our routes to these prefixes; a route already gone is not an error.
     pub async fn delete(&self, prefixes: &[IpNetwork]) -> Vec<RouteError> {
-        let mut batch = Encoded::default();
-        let mut last = 0;
-        for prefix in prefixes {
-            batch.push(*prefix, |buffer, sequence| {
-                last = encode(buffer, sequence, NLM_F_REQUEST, self.tag, *prefix, None);
-            });
-        }
-        batch.finish(last);
-        self.write("delete", batch, true).await
+        self.write(prefixes.iter().map(|p| (*p, None))).await
     }
 
     /// Applies changes in order: `Some(kind)` installs or replaces the route, `None` deletes it
     /// (a route already gone is not an error). Returns the failures.
-    pub async fn apply(&self, changes: &[(IpNetwork, Option<RouteKind>)]) -> Vec<RouteError> {
-        let mut batch = Encoded::default();
-        let mut last = 0;
-        for (prefix, kind) in changes {
-            let flags = match kind {
-                Some(_) => NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE,
-                None => NLM_F_REQUEST,
-            };
-            batch.push(*prefix, |buffer, sequence| {
-                last = encode(buffer, sequence, flags, self.tag, *prefix, kind.as_ref());
-            });
-        }
-        batch.finish(last);
-        let prefixes = batch.prefixes.clone();
-        self.send(batch)
+    pub async fn apply(&self, changes: &[Change]) -> Vec<RouteError> {
+        self.write(changes.iter().map(|(p, k)| (*p, k.as_ref())))
             .await
-            .into_iter()
-            .filter_map(|(index, error)| {
-                let (prefix, kind) = changes.get(index)?;
-                let operation = if kind.is_some() { "install" } else { "delete" };
-                if kind.is_none() && error.raw_code() == -libc_esrch() {
-                    return None;
-                }
-                debug_assert_eq!(prefixes.get(index), Some(prefix));
-                Some(RouteError {
-                    operation,
-                    prefix: *prefix,
-                    source: rtnetlink::Error::NetlinkError(error),
-                })
-            })
-            .collect()
     }
 
-    /// Sends the requests on the batch socket and maps failures to errors.
-    async fn write(
+    /// Encodes the changes and sends them on the batch socket, off the async threads: the
+    /// kernel handles each sendmsg before it returns, which for a million routes takes seconds.
+    async fn write<'a>(
         &self,
-        operation: &'static str,
-        batch: Encoded,
-        ignore_missing: bool,
+        changes: impl IntoIterator<Item = (IpNetwork, Option<&'a RouteKind>)>,
     ) -> Vec<RouteError> {
-        let prefixes = batch.prefixes.clone();
-        self.send(batch)
-            .await
-            .into_iter()
-            .filter(|(_, error)| !(ignore_missing && error.raw_code() == -libc_esrch()))
-            .filter_map(|(index, error)| {
-                Some(RouteError {
-                    operation,
-                    prefix: *prefixes.get(index)?,
-                    source: rtnetlink::Error::NetlinkError(error),
-                })
-            })
-            .collect()
-    }
-
-    /// Sends the requests on the batch socket, off the async threads: the kernel handles each
-    /// sendmsg before it returns, which for a million routes takes seconds.
-    async fn send(&self, batch: Encoded) -> Vec<(usize, ErrorMessage)> {
-        if batch.prefixes.is_empty() {
+        let batch = Encoded::new(self.tag, changes);
+        if batch.requests.is_empty() {
             return Vec::new();
         }
         let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
+        let failures = tokio::task::spawn_blocking(move || {
             crate::sys::raise_thread_priority();
             let mut writer = writer
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            writer.send(&batch)
+            writer
+                .send(&batch)
+                .into_iter()
+                .filter_map(|(index, error)| {
+                    let (prefix, install) = *batch.requests.get(index)?;
+                    Some((prefix, install, error))
+                })
+                .collect::<Vec<_>>()
         })
         .await
-        .unwrap_or_default()
+        .unwrap_or_default();
+        failures
+            .into_iter()
+            // Deleting a route that is already gone is what was wanted.
+            .filter(|(_, install, error)| *install || error.raw_code() != -libc_esrch())
+            .map(|(prefix, install, error)| RouteError {
+                operation: if install { "install" } else { "delete" },
+                prefix,
+                source: rtnetlink::Error::NetlinkError(error),
+            })
+            .collect()
     }
 
     /// Every route of ours (our table and protocol), IPv4 and IPv6, blackholes included.
@@ -931,22 +889,13 @@ mod tests {
 
     #[test]
     fn only_the_last_request_of_a_batch_asks_for_an_ack() {
-        let mut batch = Encoded::default();
-        let mut last = 0;
-        for i in 0..5000u32 {
-            let prefix = IpNetwork::new(IpAddr::V4((0x0a00_0000 + (i << 8)).into()), 24).unwrap();
-            batch.push(prefix, |buffer, sequence| {
-                last = encode(
-                    buffer,
-                    sequence,
-                    NLM_F_REQUEST,
-                    TAG,
-                    prefix,
-                    Some(&RouteKind::Blackhole),
-                );
-            });
-        }
-        batch.finish(last);
+        let prefixes: Vec<IpNetwork> = (0..5000u32)
+            .map(|i| IpNetwork::new(IpAddr::V4((0x0a00_0000 + (i << 8)).into()), 24).unwrap())
+            .collect();
+        let batch = Encoded::new(
+            TAG,
+            prefixes.iter().map(|p| (*p, Some(&RouteKind::Blackhole))),
+        );
         assert!(
             batch.chunks.len() > 1,
             "5000 requests span several sendmsgs"

@@ -153,6 +153,8 @@ struct Vxlan {
     port: u16,
     /// Encapsulated routes: block -> node address.
     routes: BTreeMap<Ipv4Network, Ipv4Addr>,
+    /// `routes` changed since the neighbour and FDB entries were last brought in line.
+    dirty: bool,
     /// Neighbour entries in the kernel: tunnel address -> node address.
     neighbours: BTreeMap<Ipv4Addr, Ipv4Addr>,
     /// FDB entries in the kernel, by node address.
@@ -502,6 +504,7 @@ impl Tunnels {
             vni,
             port,
             routes,
+            dirty: true,
             neighbours,
             fdb,
         });
@@ -632,6 +635,7 @@ impl Tunnels {
                         continue;
                     }
                     vxlan.routes.insert(block, node);
+                    vxlan.dirty = true;
                     hops.push(NextHop {
                         gateway: IpAddr::V4(tunnel_address(block)),
                         interface: Some(vxlan.ifindex),
@@ -662,8 +666,10 @@ impl Tunnels {
         {
             ipip.dirty = true;
         }
-        if let Some(vxlan) = &mut self.vxlan {
-            vxlan.routes.remove(&block);
+        if let Some(vxlan) = &mut self.vxlan
+            && vxlan.routes.remove(&block).is_some()
+        {
+            vxlan.dirty = true;
         }
     }
 
@@ -691,6 +697,10 @@ impl Tunnels {
         let Some(vxlan) = &mut self.vxlan else {
             return;
         };
+        if !vxlan.dirty {
+            return;
+        }
+        vxlan.dirty = false;
         let wanted_neighbours: BTreeMap<Ipv4Addr, Ipv4Addr> = vxlan
             .routes
             .iter()
@@ -713,7 +723,11 @@ impl Tunnels {
                 Ok(()) => {
                     vxlan.fdb.insert(*node);
                 }
-                Err(error) => warn!(%node, %error, "cannot add the VXLAN FDB entry"),
+                Err(error) => {
+                    // Tried again with the next batch.
+                    vxlan.dirty = true;
+                    warn!(%node, %error, "cannot add the VXLAN FDB entry");
+                }
             }
         }
         for (gateway, node) in &wanted_neighbours {
@@ -732,7 +746,11 @@ impl Tunnels {
                 Ok(()) => {
                     vxlan.neighbours.insert(*gateway, *node);
                 }
-                Err(error) => warn!(%gateway, %error, "cannot add the VXLAN neighbour entry"),
+                Err(error) => {
+                    // Tried again with the next batch.
+                    vxlan.dirty = true;
+                    warn!(%gateway, %error, "cannot add the VXLAN neighbour entry");
+                }
             }
         }
         if !self.swept {
@@ -757,7 +775,11 @@ impl Tunnels {
                 Ok(()) => {
                     vxlan.neighbours.remove(&gateway);
                 }
-                Err(error) => warn!(%gateway, %error, "cannot delete a VXLAN neighbour entry"),
+                Err(error) => {
+                    // Tried again with the next batch.
+                    vxlan.dirty = true;
+                    warn!(%gateway, %error, "cannot delete a VXLAN neighbour entry");
+                }
             }
         }
         let gone: Vec<Ipv4Addr> = vxlan.fdb.difference(&wanted_fdb).copied().collect();
@@ -780,7 +802,11 @@ impl Tunnels {
                 Ok(()) => {
                     vxlan.fdb.remove(&node);
                 }
-                Err(error) => warn!(%node, %error, "cannot delete a VXLAN FDB entry"),
+                Err(error) => {
+                    // Tried again with the next batch.
+                    vxlan.dirty = true;
+                    warn!(%node, %error, "cannot delete a VXLAN FDB entry");
+                }
             }
         }
     }
@@ -788,6 +814,9 @@ impl Tunnels {
     /// After the agent's sweep: entries left from an earlier run that no route needs go too.
     pub async fn sweep(&mut self) {
         self.swept = true;
+        if let Some(vxlan) = &mut self.vxlan {
+            vxlan.dirty = true;
+        }
         self.sync().await;
     }
 }

@@ -282,6 +282,19 @@ impl Speaker {
         answer.await.map_err(|_| Stopped)
     }
 
+    /// The whole Loc-RIB, taken in pages so UPDATE processing goes on between them.
+    pub async fn all_routes(&self) -> Result<Vec<RouteEntry>, Stopped> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.routes(after, 10_000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.prefix);
+            all.extend(page);
+        }
+        Ok(all)
+    }
+
     /// Subscribes to peer and route events. A subscriber that falls more than the event queue
     /// behind gets a resync (the whole table) instead of the events it missed.
     pub fn subscribe(&self) -> Subscription {
@@ -395,15 +408,7 @@ impl Subscription {
                 }
                 // Take a fresh receiver first, so nothing after the snapshot is missed.
                 *receiver = receiver.resubscribe();
-                let mut all = Vec::new();
-                let mut after = None;
-                loop {
-                    let page = self.speaker.routes(after, 10_000).await.ok()?;
-                    let Some(last) = page.last() else { break };
-                    after = Some(last.prefix);
-                    all.extend(page);
-                }
-                Some(Notice::Resync(all))
+                self.speaker.all_routes().await.ok().map(Notice::Resync)
             }
         }
     }
