@@ -15,10 +15,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ipnetwork::IpNetwork;
-use tern_bgp::speaker::config::{Filter, PeerConfig, PrefixRange, SpeakerConfig};
-use tern_bgp::speaker::core::SpeakerEvent;
-use tern_bgp::speaker::runtime::{Notice, RouteEntry, Speaker, Subscription};
 use tern_bgp::wire::{Community, NextHop as BgpNextHop};
+use tern_bgp::{
+    Filter, Notice, PeerConfig, PrefixRange, RouteEntry, Speaker, SpeakerConfig, SpeakerEvent,
+    Subscription,
+};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
@@ -26,7 +27,7 @@ use crate::config::{
     BlockError, BlockErrorKind, CommunityValue, Config, SourceAddress, parse_peer_ip,
 };
 use crate::routes::{KernelRoute, NextHop, Programmer, RouteKind, RouteTag};
-use crate::tunnel::Tunnels;
+use crate::tunnel::{DataPath, Tunnels};
 
 /// The first delay before a failed kernel install is tried again (doubling, five tries).
 const RETRY_FIRST_DELAY: Duration = Duration::from_millis(500);
@@ -167,19 +168,6 @@ pub enum BlockSource {
     Config,
     /// The control API (kept in the state file).
     Api,
-}
-
-/// How packets to other nodes' pods leave this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataPath {
-    /// Plain routes via the other nodes.
-    Routed,
-    /// IP-in-IP through the kernel's tunl0.
-    Ipip,
-    /// IP-in-IP through the userspace encapsulator (no ipip module in the kernel).
-    IpipUserspace,
-    /// VXLAN through the kernel's vxlan device.
-    Vxlan,
 }
 
 /// What the agent reports about itself.

@@ -37,7 +37,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use ipnetwork::{IpNetwork, Ipv4Network};
-use tern_bgp::speaker::runtime::{Notice, RouteEntry};
+use tern_bgp::{Notice, RouteEntry};
 use tern_proto::v1 as pb;
 use tern_proto::v1::block_service_server::{BlockService, BlockServiceServer};
 use tern_proto::v1::peer_service_server::{PeerService, PeerServiceServer};
@@ -116,7 +116,7 @@ impl Api {
             .collect())
     }
 
-    async fn peers(&self) -> Result<Vec<tern_bgp::speaker::core::PeerStatus>, Status> {
+    async fn peers(&self) -> Result<Vec<tern_bgp::PeerStatus>, Status> {
         self.handle.speaker.peers().await.map_err(|_| stopping())
     }
 }
@@ -824,8 +824,7 @@ impl Server {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
-    use tern_bgp::speaker::config::SpeakerConfig;
-    use tern_bgp::speaker::runtime::Speaker;
+    use tern_bgp::{Speaker, SpeakerConfig};
 
     fn query(request: pb::ListRoutesRequest) -> RouteQuery {
         RouteQuery::parse(request).unwrap()

@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use common::{Lab, birdc, eventually, gobgp, inside, require_root, run, vtysh};
 use ipnetwork::IpNetwork;
-use tern_bgp::fsm::State;
-use tern_bgp::speaker::config::{PeerConfig, SpeakerConfig};
-use tern_bgp::speaker::runtime::Speaker;
 use tern_bgp::wire::{Community, LargeCommunity};
+use tern_bgp::{PeerConfig, Speaker, SpeakerConfig, State};
 
 const TERN: &str = "tern-t-io-tern";
 const FRR_NS: &str = "tern-t-io-frr";

@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use common::{Lab, eventually, inside, kill_bgpd, require_root, restart_bgpd, run, vtysh};
 use ipnetwork::IpNetwork;
-use tern_bgp::fsm::State;
-use tern_bgp::speaker::config::{MaxPrefix, MaxPrefixAction, PeerConfig, SpeakerConfig};
-use tern_bgp::speaker::runtime::{RouteEntry, Speaker};
 use tern_bgp::wire::Community;
+use tern_bgp::{MaxPrefix, MaxPrefixAction, PeerConfig, RouteEntry, Speaker, SpeakerConfig, State};
 
 const TERN: &str = "tern-t-if-tern";
 

@@ -8,10 +8,8 @@ use std::time::Duration;
 
 use common::{Lab, birdc, eventually, gobgp, inside, require_root, run};
 use ipnetwork::IpNetwork;
-use tern_bgp::fsm::State;
-use tern_bgp::speaker::config::{PeerConfig, SpeakerConfig};
-use tern_bgp::speaker::runtime::Speaker;
 use tern_bgp::wire::Community;
+use tern_bgp::{PeerConfig, Speaker, SpeakerConfig, State};
 
 const TERN: &str = "tern-t-ib-tern";
 const BIRD_NS: &str = "tern-t-ib-bird";

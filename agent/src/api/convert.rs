@@ -5,19 +5,16 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use ipnetwork::IpNetwork;
-use tern_bgp::fsm::{Negotiated, State};
-use tern_bgp::rib::table::{Path, path_flags};
-use tern_bgp::speaker::config::{Filter, PeerConfig, PrefixRange};
-use tern_bgp::speaker::core::{PeerStatus, SpeakerEvent};
-use tern_bgp::speaker::runtime::RouteEntry;
 use tern_bgp::wire::{Capability, Family, NextHop, Origin};
+use tern_bgp::{
+    Filter, Negotiated, Path, PeerConfig, PeerStatus, PrefixRange, RouteEntry, SpeakerEvent, State,
+};
 use tern_proto::v1 as pb;
 use tonic::Status;
 
-use crate::agent::{
-    AgentStatus, BlockSource, DataPath, DesiredPeer, PeerError, PeerErrorKind, PeerKind,
-};
+use crate::agent::{AgentStatus, BlockSource, DesiredPeer, PeerError, PeerErrorKind, PeerKind};
 use crate::config::{BlockError, BlockErrorKind};
+use crate::tunnel::DataPath;
 
 /// Routes per `Resync` message of a Watch stream.
 pub const RESYNC_CHUNK: usize = 1000;
@@ -404,8 +401,8 @@ pub fn path(path: &Path, source: Option<IpAddr>) -> pb::Path {
             .collect(),
         atomic_aggregate: attributes.atomic_aggregate,
         path_id: path.path_id,
-        stale: path.flags & path_flags::STALE != 0,
-        long_lived_stale: path.flags & path_flags::LLGR_STALE != 0,
+        stale: path.is_stale(),
+        long_lived_stale: path.is_long_lived_stale(),
     }
 }
 
@@ -545,9 +542,8 @@ pub fn status(status: AgentStatus, peers: &[PeerStatus], blocks: usize) -> pb::G
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use tern_bgp::rib::decision::Reason;
-    use tern_bgp::rib::table::{Best, PeerId, RouteAttributes};
     use tern_bgp::wire::{AsPath, Community, PathAttributes};
+    use tern_bgp::{Best, PeerId, Reason, RouteAttributes, path_flags};
 
     fn entry(prefix: &str) -> RouteEntry {
         let attributes = PathAttributes {

@@ -35,9 +35,21 @@ use rtnetlink::packet_route::neighbour::{
 use rtnetlink::{Handle, LinkIpIp, LinkUnspec, LinkVxlan};
 use tracing::{info, warn};
 
-use crate::agent::DataPath;
 use crate::config::{Config, EncapMode, IpipDataPath};
 use crate::routes::NextHop;
+
+/// How packets to other nodes' pods leave this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataPath {
+    /// Plain routes via the other nodes.
+    Routed,
+    /// IP-in-IP through the kernel's tunl0.
+    Ipip,
+    /// IP-in-IP through the userspace encapsulator (no ipip module in the kernel).
+    IpipUserspace,
+    /// VXLAN through the kernel's vxlan device.
+    Vxlan,
+}
 
 /// Calico's IP-in-IP device name, kept for the userspace device too.
 pub const IPIP_DEVICE: &str = "tunl0";

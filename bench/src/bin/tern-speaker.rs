@@ -11,8 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use tern_bgp::speaker::config::{PeerConfig, SpeakerConfig};
-use tern_bgp::speaker::runtime::Speaker;
+use tern_bgp::{PeerConfig, Speaker, SpeakerConfig};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, Parser)]

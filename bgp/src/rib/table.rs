@@ -49,11 +49,13 @@ impl Interner {
     }
 
     /// How many distinct sets are held.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.set.len()
     }
 
     /// Whether none are held.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.set.is_empty()
     }
@@ -87,6 +89,18 @@ pub struct Path {
     pub path_id: u32,
     /// [`path_flags`].
     pub flags: u8,
+}
+
+impl Path {
+    /// Kept from a restarting peer (RFC 4724) until it sends End-of-RIB again.
+    pub fn is_stale(&self) -> bool {
+        self.flags & path_flags::STALE != 0
+    }
+
+    /// Kept as long-lived stale (RFC 9494): least preferred.
+    pub fn is_long_lived_stale(&self) -> bool {
+        self.flags & path_flags::LLGR_STALE != 0
+    }
 }
 
 /// The paths of one prefix: inline when there is one, boxed otherwise.
