@@ -15,247 +15,23 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ipnetwork::IpNetwork;
-use tern_bgp::wire::{Community, NextHop as BgpNextHop};
-use tern_bgp::{
-    Filter, Notice, PeerConfig, PrefixRange, RouteEntry, Speaker, SpeakerConfig, SpeakerEvent,
-    Subscription,
-};
-use tokio::sync::{mpsc, oneshot};
+use tern_bgp::wire::NextHop as BgpNextHop;
+use tern_bgp::{Notice, RouteEntry, Speaker, SpeakerEvent, Subscription};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::config::{
-    BlockError, BlockErrorKind, CommunityValue, Config, SourceAddress, parse_peer_ip,
-};
+use crate::config::Config;
+use crate::error::{BlockError, PeerError};
+pub use crate::handle::{AgentHandle, AgentStatus, BlockSource, Command};
+use crate::reconcile::{DesiredPeer, PeerKind, communities, desired_peers, speaker_config};
 use crate::routes::{KernelRoute, NextHop, Programmer, RouteKind, RouteTag};
-use crate::tunnel::{DataPath, Tunnels};
+use crate::tunnel::Tunnels;
 
 /// The first delay before a failed kernel install is tried again (doubling, five tries).
 const RETRY_FIRST_DELAY: Duration = Duration::from_millis(500);
 
 /// How often the kernel is compared with what it should hold.
 const REPAIR_INTERVAL: Duration = Duration::from_secs(30);
-
-/// Where a peer comes from in the configuration (Calico's peer types).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeerKind {
-    /// Another node, through the node-to-node mesh.
-    Mesh,
-    /// A BGPPeer for every node.
-    Global,
-    /// A BGPPeer for this node only.
-    NodeSpecific,
-}
-
-/// A peer the configuration asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DesiredPeer {
-    /// Its speaker configuration.
-    pub config: PeerConfig,
-    /// Where it came from.
-    pub kind: PeerKind,
-    /// Prefixes outside the pools this peer may install (its filters).
-    pub extra: Vec<IpNetwork>,
-}
-
-/// The peers `config` asks for, keyed by address.
-pub fn desired_peers(config: &Config) -> Result<BTreeMap<IpAddr, DesiredPeer>, String> {
-    let mut peers = BTreeMap::new();
-    let own = config.node_address.ip();
-    if config.node_to_node_mesh_enabled {
-        for node in &config.nodes {
-            if node.address == own {
-                continue;
-            }
-            let mut peer =
-                PeerConfig::new(node.address, node.as_number.unwrap_or(config.as_number));
-            // As in Calico, the node with the higher address waits for the other.
-            peer.passive = own > node.address;
-            peer.local_address = Some(own);
-            peer.hold_time = 90;
-            peers.insert(
-                node.address,
-                DesiredPeer {
-                    config: peer,
-                    kind: PeerKind::Mesh,
-                    extra: Vec::new(),
-                },
-            );
-        }
-    }
-    for entry in &config.peers {
-        let kind = match &entry.node {
-            None => PeerKind::Global,
-            Some(node) if node == &config.node_name => PeerKind::NodeSpecific,
-            Some(_) => continue,
-        };
-        let (address, port) = parse_peer_ip(&entry.peer_ip)?;
-        let mut peer = PeerConfig::new(address, entry.as_number);
-        peer.port = port;
-        peer.passive = entry.passive;
-        peer.keep_original_next_hop = entry.keep_original_next_hop;
-        peer.local_address = match entry.source_address {
-            SourceAddress::UseNodeIP if own.is_ipv4() == address.is_ipv4() => Some(own),
-            _ => None,
-        };
-        if entry.ttl_security > 0 {
-            peer.ttl_security = true;
-            peer.multihop_ttl = Some(entry.ttl_security);
-        } else {
-            peer.multihop_ttl = entry.multihop;
-        }
-        if let Some(path) = &entry.password_file {
-            let password = std::fs::read_to_string(path).map_err(|e| {
-                format!(
-                    "peer {}: passwordFile {}: {e}",
-                    entry.peer_ip,
-                    path.display()
-                )
-            })?;
-            peer.password = Some(password.trim_end_matches(['\n', '\r']).to_owned());
-        }
-        if !entry.filters.is_empty() {
-            let ranges = entry
-                .filters
-                .iter()
-                .map(|p| PrefixRange {
-                    prefix: *p,
-                    min_length: p.prefix(),
-                    max_length: if p.is_ipv4() { 32 } else { 128 },
-                })
-                .collect();
-            peer.import = Some(Filter { ranges });
-        }
-        peers.insert(
-            address,
-            DesiredPeer {
-                config: peer,
-                kind,
-                extra: entry.filters.clone(),
-            },
-        );
-    }
-    Ok(peers)
-}
-
-/// The speaker configuration for `config`.
-pub fn speaker_config(config: &Config, restarting: bool) -> SpeakerConfig {
-    let router_id = config
-        .router_id()
-        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
-    let mut speaker = SpeakerConfig::new(config.as_number, router_id);
-    speaker.graceful_restart_time = Some(config.graceful_restart_time.0.as_secs().min(4095) as u16);
-    speaker.restarting = restarting;
-    speaker.decision.maximum_paths = 8;
-    speaker
-}
-
-fn communities(config: &Config, prefix: IpNetwork) -> Vec<Community> {
-    config
-        .communities_for(prefix)
-        .into_iter()
-        .filter_map(|c| match c {
-            CommunityValue::Standard(a, b) => Some(Community::new(a, b)),
-            // Large communities on originated routes come with the API work.
-            CommunityValue::Large(..) => None,
-        })
-        .collect()
-}
-
-/// Where a block came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum BlockSource {
-    /// The configuration file.
-    Config,
-    /// The control API (kept in the state file).
-    Api,
-}
-
-/// What the agent reports about itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentStatus {
-    /// The node's name.
-    pub node: String,
-    /// The BGP router id.
-    pub router_id: std::net::Ipv4Addr,
-    /// Our AS.
-    pub asn: u32,
-    /// When the agent started.
-    pub started: std::time::SystemTime,
-    /// Every peer sent its End-of-RIB (or the restart time passed) and stale routes were swept.
-    pub ready: bool,
-    /// How many learned routes are in the kernel.
-    pub kernel_routes: usize,
-    /// Each peer's type, by address (for `ternctl node status`).
-    pub peer_kinds: BTreeMap<IpAddr, PeerKind>,
-    /// How packets to other nodes' pods leave this node.
-    pub data_path: DataPath,
-    /// The data path in words, with why it was chosen.
-    pub data_path_detail: String,
-}
-
-/// Why a peer request was refused (for the API's status code).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeerErrorKind {
-    /// No such peer (gRPC NOT_FOUND).
-    NotFound,
-    /// The peer exists already (gRPC ALREADY_EXISTS).
-    AlreadyExists,
-    /// The request is not acceptable (gRPC INVALID_ARGUMENT).
-    Invalid,
-}
-
-/// A refused peer request, with what to fix.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct PeerError {
-    /// The kind, for the API's status code.
-    pub kind: PeerErrorKind,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl PeerError {
-    fn not_found(address: IpAddr) -> PeerError {
-        PeerError {
-            kind: PeerErrorKind::NotFound,
-            message: format!("no peer {address}"),
-        }
-    }
-}
-
-/// Requests the control API sends the agent's loop.
-#[derive(Debug)]
-pub enum Command {
-    /// Add a block (idempotent); answers whether anything changed.
-    AddBlock(IpNetwork, oneshot::Sender<Result<bool, BlockError>>),
-    /// Remove an API block (idempotent); answers whether anything changed.
-    RemoveBlock(IpNetwork, oneshot::Sender<Result<bool, BlockError>>),
-    /// Make the API blocks exactly these.
-    SetBlocks(Vec<IpNetwork>, oneshot::Sender<Result<(), BlockError>>),
-    /// Every block with its source.
-    ListBlocks(oneshot::Sender<Vec<(IpNetwork, BlockSource)>>),
-    /// The agent's status.
-    Status(oneshot::Sender<AgentStatus>),
-    /// Whether each of these prefixes has a learned route in the kernel.
-    Installed(Vec<IpNetwork>, oneshot::Sender<Vec<bool>>),
-    /// Add a peer at runtime (kept until removed or ternd stops; a reload leaves it alone).
-    AddPeer(DesiredPeer, oneshot::Sender<Result<(), PeerError>>),
-    /// Replace a peer's configuration; it keeps its kind.
-    UpdatePeer(DesiredPeer, oneshot::Sender<Result<(), PeerError>>),
-    /// Remove a peer (one from the configuration comes back on the next reload).
-    RemovePeer(IpAddr, oneshot::Sender<Result<(), PeerError>>),
-    /// Reset a peer's session: `true` closes it, `false` refreshes routes both ways.
-    ResetPeer(IpAddr, bool, oneshot::Sender<Result<(), PeerError>>),
-}
-
-/// A handle for the control API: commands for the agent and the speaker itself.
-#[derive(Debug, Clone)]
-pub struct AgentHandle {
-    /// Commands to the agent's loop.
-    pub commands: mpsc::Sender<Command>,
-    /// The speaker, for peers, routes and events.
-    pub speaker: Speaker,
-}
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct State {
@@ -318,7 +94,7 @@ impl Agent {
         let listen = SocketAddr::new(config.listen_address, config.listen_port);
         let (speaker, _) = Speaker::start(speaker_config(&config, restarting), &[listen]).await?;
         let events = Some(speaker.subscribe_lossless());
-        let peers = desired_peers(&config).map_err(anyhow::Error::msg)?;
+        let peers = desired_peers(&config)?;
         let stale: BTreeSet<IpNetwork> = existing.keys().copied().collect();
         if restarting {
             info!(
@@ -393,12 +169,7 @@ impl Agent {
             }
             Command::RemoveBlock(block, reply) => {
                 let result = if self.config.blocks.contains(&block) {
-                    Err(BlockError {
-                        kind: BlockErrorKind::Precondition,
-                        message: format!(
-                            "{block} comes from the configuration file: remove it there"
-                        ),
-                    })
+                    Err(BlockError::FromConfig { block })
                 } else if self.api_blocks.remove(&block) {
                     self.save_state();
                     self.apply_blocks(&[block]).await;
@@ -459,7 +230,7 @@ impl Agent {
             Command::UpdatePeer(peer, reply) => {
                 let address = peer.config.address;
                 let result = match self.peers.get_mut(&address) {
-                    None => Err(PeerError::not_found(address)),
+                    None => Err(PeerError::NotFound(address)),
                     Some(existing) => {
                         existing.config = peer.config.clone();
                         existing.extra = peer.extra;
@@ -478,7 +249,7 @@ impl Agent {
                     info!(peer = %address, "peer removed through the API");
                     Ok(())
                 } else {
-                    Err(PeerError::not_found(address))
+                    Err(PeerError::NotFound(address))
                 };
                 let _ = reply.send(result);
             }
@@ -488,7 +259,7 @@ impl Agent {
                     info!(peer = %address, hard, "peer reset through the API");
                     Ok(())
                 } else {
-                    Err(PeerError::not_found(address))
+                    Err(PeerError::NotFound(address))
                 };
                 let _ = reply.send(result);
             }
@@ -498,16 +269,10 @@ impl Agent {
     async fn add_peer(&mut self, peer: DesiredPeer) -> Result<(), PeerError> {
         let address = peer.config.address;
         if self.peers.contains_key(&address) {
-            return Err(PeerError {
-                kind: PeerErrorKind::AlreadyExists,
-                message: format!("peer {address} exists: use UpdatePeer to change it"),
-            });
+            return Err(PeerError::AlreadyExists(address));
         }
         if address == self.config.node_address.ip() {
-            return Err(PeerError {
-                kind: PeerErrorKind::Invalid,
-                message: format!("{address} is this node's own address"),
-            });
+            return Err(PeerError::OwnAddress(address));
         }
         let _ = self.speaker.add_peer(peer.config.clone()).await;
         info!(peer = %address, asn = peer.config.asn, "peer added through the API");

@@ -131,7 +131,7 @@ impl BlockService for Api {
         let changed = self
             .ask(|reply| Command::AddBlock(block, reply))
             .await?
-            .map_err(convert::block_error)?;
+            .map_err(Status::from)?;
         if changed {
             info!(prefix = %block, "block added through the API");
         }
@@ -146,7 +146,7 @@ impl BlockService for Api {
         let changed = self
             .ask(|reply| Command::RemoveBlock(block, reply))
             .await?
-            .map_err(convert::block_error)?;
+            .map_err(Status::from)?;
         if changed {
             info!(prefix = %block, "block removed through the API");
         }
@@ -175,7 +175,7 @@ impl BlockService for Api {
         let count = blocks.len();
         self.ask(|reply| Command::SetBlocks(blocks, reply))
             .await?
-            .map_err(convert::block_error)?;
+            .map_err(Status::from)?;
         info!(blocks = count, "blocks set through the API");
         Ok(Response::new(pb::SetBlocksResponse {
             blocks: self.blocks().await?,
@@ -206,7 +206,7 @@ impl PeerService for Api {
         let peer = convert::desired_peer(request.into_inner().peer)?;
         self.ask(|reply| Command::AddPeer(peer, reply))
             .await?
-            .map_err(convert::peer_error)?;
+            .map_err(Status::from)?;
         Ok(Response::new(pb::AddPeerResponse {}))
     }
 
@@ -230,7 +230,7 @@ impl PeerService for Api {
         }
         self.ask(|reply| Command::UpdatePeer(peer, reply))
             .await?
-            .map_err(convert::peer_error)?;
+            .map_err(Status::from)?;
         Ok(Response::new(pb::UpdatePeerResponse {}))
     }
 
@@ -241,7 +241,7 @@ impl PeerService for Api {
         let address = convert::address("address", &request.into_inner().address)?;
         self.ask(|reply| Command::RemovePeer(address, reply))
             .await?
-            .map_err(convert::peer_error)?;
+            .map_err(Status::from)?;
         Ok(Response::new(pb::RemovePeerResponse {}))
     }
 
@@ -253,7 +253,7 @@ impl PeerService for Api {
         let address = convert::address("address", &request.address)?;
         self.ask(|reply| Command::ResetPeer(address, request.hard, reply))
             .await?
-            .map_err(convert::peer_error)?;
+            .map_err(Status::from)?;
         Ok(Response::new(pb::ResetPeerResponse {}))
     }
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 use ipnetwork::IpNetwork;
 use serde::Deserialize;
 
+pub use crate::error::{BadPeerIp, BlockError};
+
 /// A configuration error: where, and what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -512,7 +514,8 @@ impl Config {
             }
         }
         for (i, peer) in self.peers.iter().enumerate() {
-            parse_peer_ip(&peer.peer_ip).map_err(|m| invalid(format!("peers[{i}].peerIP"), m))?;
+            parse_peer_ip(&peer.peer_ip)
+                .map_err(|e| invalid(format!("peers[{i}].peerIP"), e.to_string()))?;
             if peer.as_number == 0 {
                 return Err(invalid(
                     format!("peers[{i}].asNumber"),
@@ -605,7 +608,7 @@ impl Config {
         }
         for (i, block) in self.blocks.iter().enumerate() {
             if let Err(error) = self.check_block(*block, &self.blocks[..i]) {
-                return Err(invalid(format!("blocks[{i}]"), error.message));
+                return Err(invalid(format!("blocks[{i}]"), error.to_string()));
             }
         }
         for (i, advertisement) in self.prefix_advertisements.iter().enumerate() {
@@ -643,52 +646,32 @@ impl Config {
     /// Checks that `block` may be one of this node's blocks beside `others`: aligned, inside an
     /// enabled pool, of the pool's block size or a single borrowed address, overlapping none.
     pub fn check_block(&self, block: IpNetwork, others: &[IpNetwork]) -> Result<(), BlockError> {
-        let refuse = |kind, message: String| Err(BlockError { kind, message });
         if block.ip() != block.network() {
-            return refuse(
-                BlockErrorKind::Invalid,
-                format!(
-                    "{block} has host bits set: write {}/{}",
-                    block.network(),
-                    block.prefix()
-                ),
-            );
+            return Err(BlockError::HostBits { block });
         }
         let Some(pool) = self
             .ip_pools
             .iter()
             .find(|p| p.cidr.contains(block.network()) && block.prefix() >= p.cidr.prefix())
         else {
-            return refuse(
-                BlockErrorKind::Precondition,
-                format!("{block} is inside no IP pool"),
-            );
+            return Err(BlockError::OutsidePools { block });
         };
         if pool.disabled {
-            return refuse(
-                BlockErrorKind::Precondition,
-                format!(
-                    "pool {} is disabled: enable it before adding blocks",
-                    pool.cidr
-                ),
-            );
+            return Err(BlockError::PoolDisabled { pool: pool.cidr });
         }
         let single = if block.is_ipv4() { 32 } else { 128 };
         if block.prefix() != pool.block_size() && block.prefix() != single {
-            return refuse(
-                BlockErrorKind::Invalid,
-                format!(
-                    "{block} must be a /{} block of pool {} (or a single address)",
-                    pool.block_size(),
-                    pool.cidr
-                ),
-            );
+            return Err(BlockError::WrongSize {
+                block,
+                pool: pool.cidr,
+                block_size: pool.block_size(),
+            });
         }
         if let Some(other) = others.iter().find(|o| **o != block && overlaps(block, **o)) {
-            return refuse(
-                BlockErrorKind::Conflict,
-                format!("{block} overlaps block {other}"),
-            );
+            return Err(BlockError::Overlaps {
+                block,
+                other: *other,
+            });
         }
         Ok(())
     }
@@ -717,37 +700,14 @@ impl Config {
     }
 }
 
-/// Why a block was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockErrorKind {
-    /// The block itself is malformed (gRPC INVALID_ARGUMENT).
-    Invalid,
-    /// The pools do not allow it (gRPC FAILED_PRECONDITION).
-    Precondition,
-    /// It overlaps another block (gRPC ALREADY_EXISTS).
-    Conflict,
-}
-
-/// A refused block, with what to fix.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct BlockError {
-    /// The kind, for the API's status code.
-    pub kind: BlockErrorKind,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
-
 /// Parses Calico's peerIP: an address, optionally with a port.
-pub fn parse_peer_ip(text: &str) -> Result<(IpAddr, u16), String> {
+pub fn parse_peer_ip(text: &str) -> Result<(IpAddr, u16), BadPeerIp> {
     if let Ok(address) = text.parse::<IpAddr>() {
         return Ok((address, 179));
     }
     text.parse::<SocketAddr>()
         .map(|s| (s.ip(), s.port()))
-        .map_err(|_| {
-            format!("{text:?} is not an address or address:port (IPv6 with a port: [fd00::1]:179)")
-        })
+        .map_err(|_| BadPeerIp(text.to_owned()))
 }
 
 fn overlaps(a: IpNetwork, b: IpNetwork) -> bool {

@@ -8,6 +8,9 @@
 pub mod agent;
 pub mod api;
 pub mod config;
+pub mod error;
+pub mod handle;
+pub mod reconcile;
 pub mod routes;
 pub mod sys;
 pub mod tunnel;

@@ -12,8 +12,9 @@ use tern_bgp::{
 use tern_proto::v1 as pb;
 use tonic::Status;
 
-use crate::agent::{AgentStatus, BlockSource, DesiredPeer, PeerError, PeerErrorKind, PeerKind};
-use crate::config::{BlockError, BlockErrorKind};
+use crate::error::{BlockError, PeerError};
+use crate::handle::{AgentStatus, BlockSource};
+use crate::reconcile::{DesiredPeer, PeerKind};
 use crate::tunnel::DataPath;
 
 /// Routes per `Resync` message of a Watch stream.
@@ -37,21 +38,31 @@ pub fn address(field: &str, text: &str) -> Result<IpAddr, Status> {
     })
 }
 
-/// A refused block, with its precise code.
-pub fn block_error(error: BlockError) -> Status {
-    match error.kind {
-        BlockErrorKind::Invalid => Status::invalid_argument(error.message),
-        BlockErrorKind::Precondition => Status::failed_precondition(error.message),
-        BlockErrorKind::Conflict => Status::already_exists(error.message),
+impl From<BlockError> for Status {
+    /// A refused block, with its precise code.
+    fn from(error: BlockError) -> Status {
+        let message = error.to_string();
+        match error {
+            BlockError::HostBits { .. } | BlockError::WrongSize { .. } => {
+                Status::invalid_argument(message)
+            }
+            BlockError::OutsidePools { .. }
+            | BlockError::PoolDisabled { .. }
+            | BlockError::FromConfig { .. } => Status::failed_precondition(message),
+            BlockError::Overlaps { .. } => Status::already_exists(message),
+        }
     }
 }
 
-/// A refused peer request, with its precise code.
-pub fn peer_error(error: PeerError) -> Status {
-    match error.kind {
-        PeerErrorKind::NotFound => Status::not_found(error.message),
-        PeerErrorKind::AlreadyExists => Status::already_exists(error.message),
-        PeerErrorKind::Invalid => Status::invalid_argument(error.message),
+impl From<PeerError> for Status {
+    /// A refused peer request, with its precise code.
+    fn from(error: PeerError) -> Status {
+        let message = error.to_string();
+        match error {
+            PeerError::NotFound(_) => Status::not_found(message),
+            PeerError::AlreadyExists(_) => Status::already_exists(message),
+            PeerError::OwnAddress(_) => Status::invalid_argument(message),
+        }
     }
 }
 
@@ -629,21 +640,54 @@ mod tests {
 
     #[test]
     fn block_errors_map_to_precise_codes() {
-        let error = |kind| BlockError {
-            kind,
-            message: "m".into(),
-        };
+        let block: IpNetwork = "10.244.1.1/26".parse().unwrap();
+        let pool: IpNetwork = "10.244.0.0/16".parse().unwrap();
+        let cases = [
+            (BlockError::HostBits { block }, tonic::Code::InvalidArgument),
+            (
+                BlockError::WrongSize {
+                    block,
+                    pool,
+                    block_size: 26,
+                },
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                BlockError::OutsidePools { block },
+                tonic::Code::FailedPrecondition,
+            ),
+            (
+                BlockError::PoolDisabled { pool },
+                tonic::Code::FailedPrecondition,
+            ),
+            (
+                BlockError::FromConfig { block },
+                tonic::Code::FailedPrecondition,
+            ),
+            (
+                BlockError::Overlaps { block, other: pool },
+                tonic::Code::AlreadyExists,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(Status::from(error).code(), code);
+        }
+    }
+
+    #[test]
+    fn peer_errors_map_to_precise_codes() {
+        let address: IpAddr = "10.0.5.1".parse().unwrap();
         assert_eq!(
-            block_error(error(BlockErrorKind::Invalid)).code(),
-            tonic::Code::InvalidArgument
+            Status::from(PeerError::NotFound(address)).code(),
+            tonic::Code::NotFound
         );
         assert_eq!(
-            block_error(error(BlockErrorKind::Precondition)).code(),
-            tonic::Code::FailedPrecondition
-        );
-        assert_eq!(
-            block_error(error(BlockErrorKind::Conflict)).code(),
+            Status::from(PeerError::AlreadyExists(address)).code(),
             tonic::Code::AlreadyExists
+        );
+        assert_eq!(
+            Status::from(PeerError::OwnAddress(address)).code(),
+            tonic::Code::InvalidArgument
         );
     }
 
