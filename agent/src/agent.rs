@@ -10,12 +10,11 @@
 //! ones not learned again are deleted. On SIGTERM the sessions close without a Cease, so peers
 //! keep our routes under graceful restart, and the kernel routes stay.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ipnetwork::IpNetwork;
-use tern_bgp::wire::NextHop as BgpNextHop;
 use tern_bgp::{Notice, RouteEntry, Speaker, SpeakerEvent, Subscription};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -23,8 +22,11 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::error::{BlockError, PeerError};
 pub use crate::handle::{AgentHandle, AgentStatus, BlockSource, Command};
-use crate::reconcile::{DesiredPeer, PeerKind, communities, desired_peers, speaker_config};
-use crate::routes::{KernelRoute, NextHop, Programmer, RouteKind, RouteTag};
+use crate::reconcile::{
+    Admission, DesiredPeer, Learned, Repair, communities, desired_peers, encapsulation_changed,
+    exported, peer_changes, repair, speaker_config,
+};
+use crate::routes::{KernelRoute, Programmer, RouteKind, RouteTag};
 use crate::tunnel::Tunnels;
 
 /// The first delay before a failed kernel install is tried again (doubling, five tries).
@@ -58,13 +60,8 @@ pub struct Agent {
     /// the speaker's next changes (on the other core).
     kernel: crate::routes::WriterQueue,
     peers: BTreeMap<IpAddr, DesiredPeer>,
-    /// Learned routes that should be in the kernel.
-    learned: BTreeMap<IpNetwork, RouteKind>,
-    /// Routes found in the kernel at start, kept until the sweep.
-    stale: BTreeSet<IpNetwork>,
-    /// Peers whose End-of-RIB we are still waiting for before the sweep.
-    awaiting_eor: HashSet<IpAddr>,
-    swept: bool,
+    /// Learned routes in the kernel, and those adopted from an earlier run until the sweep.
+    learned: Learned,
     /// The encapsulation devices (IP-in-IP, VXLAN) and their per-route state.
     tunnels: Tunnels,
 }
@@ -122,11 +119,12 @@ impl Agent {
             events,
             kernel: crate::routes::spawn_writer(programmer.clone(), RETRY_FIRST_DELAY),
             programmer,
-            awaiting_eor: peers.keys().copied().collect(),
+            learned: Learned {
+                stale,
+                awaiting_eor: peers.keys().copied().collect(),
+                ..Learned::default()
+            },
             peers,
-            learned: BTreeMap::new(),
-            stale,
-            swept: false,
             tunnels,
         };
         agent.apply_blocks(&[]).await;
@@ -209,8 +207,8 @@ impl Agent {
                         .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
                     asn: self.config.as_number,
                     started: self.started,
-                    ready: self.swept,
-                    kernel_routes: self.learned.len(),
+                    ready: self.learned.swept,
+                    kernel_routes: self.learned.routes.len(),
                     peer_kinds: self.peers.iter().map(|(a, p)| (*a, p.kind)).collect(),
                     data_path: path,
                     data_path_detail: detail,
@@ -220,7 +218,7 @@ impl Agent {
                 let _ = reply.send(
                     prefixes
                         .iter()
-                        .map(|p| self.learned.contains_key(p))
+                        .map(|p| self.learned.routes.contains_key(p))
                         .collect(),
                 );
             }
@@ -244,7 +242,7 @@ impl Agent {
             Command::RemovePeer(address, reply) => {
                 let result = if self.peers.remove(&address).is_some() {
                     self.api_peers.remove(&address);
-                    self.awaiting_eor.remove(&address);
+                    self.learned.awaiting_eor.remove(&address);
                     let _ = self.speaker.remove_peer(address).await;
                     info!(peer = %address, "peer removed through the API");
                     Ok(())
@@ -327,13 +325,8 @@ impl Agent {
             warn!(%error, "cannot install a block's blackhole");
         }
         for block in self.blocks() {
-            self.stale.remove(&block);
-            let export = self
-                .config
-                .ip_pools
-                .iter()
-                .any(|p| p.cidr.contains(block.network()) && !p.disable_bgp_export);
-            if export {
+            self.learned.stale.remove(&block);
+            if exported(&self.config, block) {
                 let _ = self
                     .speaker
                     .originate(block, communities(&self.config, block))
@@ -350,116 +343,38 @@ impl Agent {
         }
     }
 
-    /// Whether a learned route may go into the kernel.
-    fn admits(&self, prefix: IpNetwork, sources: &[Option<IpAddr>]) -> bool {
-        if self
-            .config
-            .blocks
-            .iter()
-            .any(|b| b.contains(prefix.network()) && prefix.prefix() >= b.prefix())
-        {
-            return false;
-        }
-        let in_pool = self.config.ip_pools.iter().any(|p| {
-            !p.disabled && p.cidr.contains(prefix.network()) && prefix.prefix() >= p.cidr.prefix()
-        });
-        in_pool
-            || sources.iter().flatten().any(|source| {
-                self.peers.get(source).is_some_and(|peer| {
-                    peer.kind != PeerKind::Mesh
-                        && peer
-                            .extra
-                            .iter()
-                            .any(|f| f.contains(prefix.network()) && prefix.prefix() >= f.prefix())
-                })
-            })
-    }
-
-    /// The kernel route for a best path, encapsulated as the pools say; `None` when it must not
-    /// be in the kernel.
-    fn kernel_route(&mut self, entry: &RouteEntry) -> Option<RouteKind> {
-        if !self.admits(entry.prefix, &entry.sources) {
-            return None;
-        }
-        let gateways: Vec<IpAddr> = entry
-            .best
-            .paths
-            .iter()
-            .filter_map(|path| match path.attributes.next_hop {
-                BgpNextHop::V4(address) if !address.is_unspecified() => Some(IpAddr::V4(address)),
-                BgpNextHop::V6 { global, .. } if !global.is_unspecified() => {
-                    Some(IpAddr::V6(global))
-                }
-                _ => None,
-            })
-            .collect();
-        let mut hops: Vec<NextHop> = if self.tunnels.active() {
-            self.tunnels.hops(&self.config, entry.prefix, &gateways)
-        } else {
-            gateways
-                .into_iter()
-                .map(|gateway| NextHop {
-                    gateway,
-                    interface: None,
-                    onlink: false,
-                })
-                .collect()
+    /// Applies a batch of best-path changes: the reconciler decides, the tunnels learn which
+    /// routes they carry, and the kernel writer gets the changes.
+    async fn program(&mut self, batch: Vec<(IpNetwork, Option<RouteEntry>)>) {
+        let blocks = self.blocks();
+        let admission = Admission {
+            pools: &self.config.ip_pools,
+            own_blocks: &blocks,
+            peers: &self.peers,
         };
-        hops.sort();
-        hops.dedup();
-        (!hops.is_empty()).then_some(RouteKind::Via(hops))
-    }
-
-    /// Applies a batch of best-path changes to the kernel.
-    async fn program(&mut self, entries: Vec<(IpNetwork, Option<RouteEntry>)>) {
-        let mut changes = Vec::new();
-        for (prefix, entry) in entries {
-            let wanted = entry.as_ref().and_then(|e| self.kernel_route(e));
-            if wanted.is_none() && self.tunnels.active() {
-                self.tunnels.forget(prefix);
+        let devices = self.tunnels.devices();
+        let programmed = self
+            .learned
+            .program(&admission, &self.config, devices, batch);
+        if devices.any() {
+            for (prefix, used) in &programmed.tunnels {
+                self.tunnels.note(*prefix, used);
             }
-            match wanted {
-                Some(kind) => {
-                    if !self.stale.is_empty() {
-                        self.stale.remove(&prefix);
-                    }
-                    match self.learned.entry(prefix) {
-                        std::collections::btree_map::Entry::Occupied(mut known) => {
-                            if *known.get() != kind {
-                                known.insert(kind.clone());
-                                changes.push((prefix, Some(kind)));
-                            }
-                        }
-                        std::collections::btree_map::Entry::Vacant(slot) => {
-                            slot.insert(kind.clone());
-                            changes.push((prefix, Some(kind)));
-                        }
-                    }
-                }
-                None => {
-                    if self.learned.remove(&prefix).is_some() {
-                        changes.push((prefix, None));
-                    }
-                }
-            }
-        }
-        if self.tunnels.active() {
             // Neighbour and FDB entries (VXLAN) and the userspace table before the routes.
             self.tunnels.sync().await;
         }
-        if !changes.is_empty() {
-            self.kernel.push(changes);
+        if !programmed.kernel.is_empty() {
+            self.kernel.push(programmed.kernel);
         }
     }
 
     /// Deletes the adopted routes nobody announced again.
     async fn sweep(&mut self) {
-        if self.swept {
+        if self.learned.swept {
             return;
         }
-        self.swept = true;
+        let gone = self.learned.sweep();
         self.tunnels.sweep().await;
-        let gone: Vec<IpNetwork> = std::mem::take(&mut self.stale).into_iter().collect();
         if !gone.is_empty() {
             info!(routes = gone.len(), "sweeping stale kernel routes");
         }
@@ -477,37 +392,7 @@ impl Agent {
         let Ok(actual) = self.programmer.dump().await else {
             return;
         };
-        let mut wanted: BTreeMap<IpNetwork, RouteKind> = self.learned.clone();
-        for block in self.blocks() {
-            wanted.insert(block, RouteKind::Blackhole);
-        }
-        let normalise = |kind: &RouteKind| match kind {
-            RouteKind::Via(hops) => {
-                let mut hops: Vec<NextHop> = hops
-                    .iter()
-                    .map(|h| NextHop {
-                        interface: None,
-                        ..*h
-                    })
-                    .collect();
-                hops.sort();
-                RouteKind::Via(hops)
-            }
-            other => other.clone(),
-        };
-        let fix: Vec<KernelRoute> = wanted
-            .iter()
-            .filter(|(prefix, kind)| actual.get(prefix).map(normalise) != Some(normalise(kind)))
-            .map(|(prefix, kind)| KernelRoute {
-                prefix: *prefix,
-                kind: kind.clone(),
-            })
-            .collect();
-        let extra: Vec<IpNetwork> = actual
-            .keys()
-            .filter(|p| !wanted.contains_key(p) && !self.stale.contains(p))
-            .copied()
-            .collect();
+        let Repair { fix, extra } = repair(&self.learned, &self.blocks(), &actual);
         if !fix.is_empty() || !extra.is_empty() {
             warn!(
                 repaired = fix.len(),
@@ -563,7 +448,7 @@ impl Agent {
                         }
                     }
                 }
-                () = &mut restart_deadline, if !self.swept => self.sweep().await,
+                () = &mut restart_deadline, if !self.learned.swept => self.sweep().await,
                 _ = repair.tick() => self.repair().await,
                 Some(command) = self.commands.recv() => self.command(command).await,
                 notice = events.next() => {
@@ -578,7 +463,7 @@ impl Agent {
                         }
                     }
                     self.program(batch).await;
-                    if self.awaiting_eor.is_empty() && !self.swept {
+                    if self.learned.sweep_due() {
                         self.sweep().await;
                     }
                 }
@@ -606,15 +491,11 @@ impl Agent {
                 ));
             }
             Notice::Event(SpeakerEvent::EndOfRib { address, .. }) => {
-                self.awaiting_eor.remove(&address);
+                self.learned.end_of_rib(address);
             }
-            Notice::Event(SpeakerEvent::PeerState {
-                address,
-                state,
-                error,
-            }) => {
-                info!(peer = %address, state = state.as_str(), error = error.as_deref().unwrap_or(""), "peer");
-            }
+            // The speaker's runtime logs every state change; logging it here too would say it
+            // twice.
+            Notice::Event(SpeakerEvent::PeerState { .. }) => {}
             Notice::Event(SpeakerEvent::MaxPrefixExceeded {
                 address,
                 count,
@@ -622,30 +503,21 @@ impl Agent {
             }) => {
                 warn!(peer = %address, count, limit, "peer exceeded its prefix limit");
             }
-            Notice::Resync(entries) => {
-                let known: BTreeSet<IpNetwork> = entries.iter().map(|e| e.prefix).collect();
-                for prefix in self.learned.keys().filter(|p| !known.contains(p)) {
-                    batch.push((*prefix, None));
-                }
-                batch.extend(entries.into_iter().map(|e| (e.prefix, Some(e))));
-            }
+            Notice::Resync(entries) => batch.extend(self.learned.resync(entries)),
         }
     }
 
     /// Applies a new configuration: peers and blocks that changed; sessions that did not change
     /// are left alone.
     async fn reload(&mut self, config: Config) {
-        let Ok(mut peers) = desired_peers(&config) else {
-            warn!("configuration not reloaded: invalid peers");
-            return;
-        };
-        // Peers added through the API stay, unless the configuration now names them.
-        self.api_peers.retain(|a| !peers.contains_key(a));
-        for address in &self.api_peers {
-            if let Some(peer) = self.peers.get(address) {
-                peers.insert(*address, peer.clone());
+        let configured = match desired_peers(&config) {
+            Ok(peers) => peers,
+            Err(error) => {
+                warn!(%error, "configuration not reloaded");
+                return;
             }
-        }
+        };
+        let changes = peer_changes(&self.peers, &self.api_peers, configured);
         let removed_blocks: Vec<IpNetwork> = self
             .config
             .blocks
@@ -653,18 +525,17 @@ impl Agent {
             .filter(|b| !config.blocks.contains(b))
             .copied()
             .collect();
-        for address in self.peers.keys().filter(|a| !peers.contains_key(a)) {
+        for address in &changes.removed {
             let _ = self.speaker.remove_peer(*address).await;
         }
-        for (address, peer) in &peers {
-            if self.peers.get(address).map(|p| &p.config) != Some(&peer.config) {
-                let _ = self.speaker.add_peer(peer.config.clone()).await;
-            }
+        for peer in &changes.changed {
+            let _ = self.speaker.add_peer(peer.clone()).await;
         }
         let old = std::mem::replace(&mut self.config, config);
         let encapsulation = encapsulation_changed(&old, &self.config);
-        let routes_changed = self.peers != peers || encapsulation;
-        self.peers = peers;
+        let routes_changed = self.peers != changes.peers || encapsulation;
+        self.peers = changes.peers;
+        self.api_peers = changes.api_peers;
         if encapsulation {
             let blocks = self.blocks();
             self.tunnels.configure(&self.config, &blocks).await;
@@ -687,17 +558,6 @@ impl Agent {
         self.collect(Notice::Resync(all), &mut batch);
         self.program(batch).await;
     }
-}
-
-/// Whether the settings that shape encapsulated routes differ.
-fn encapsulation_changed(old: &Config, new: &Config) -> bool {
-    old.ip_pools != new.ip_pools
-        || old.node_address != new.node_address
-        || old.ipip_mtu != new.ipip_mtu
-        || old.vxlan_mtu != new.vxlan_mtu
-        || old.vxlan_vni != new.vxlan_vni
-        || old.vxlan_port != new.vxlan_port
-        || old.ipip_data_path != new.ipip_data_path
 }
 
 /// Reads the API blocks kept from an earlier run; invalid ones are dropped with a warning.

@@ -36,7 +36,7 @@ use rtnetlink::{Handle, LinkIpIp, LinkUnspec, LinkVxlan};
 use tracing::{info, warn};
 
 use crate::config::{Config, EncapMode, IpipDataPath};
-use crate::routes::NextHop;
+use crate::reconcile::{TunnelDevices, TunnelUse};
 
 /// How packets to other nodes' pods leave this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -606,82 +606,35 @@ impl Tunnels {
         Ok(())
     }
 
-    /// The next hops for a route to `prefix` through the plain gateways `gateways`, encapsulated
-    /// as the configuration says, and noted for [`Tunnels::sync`]. A route whose tunnel is not
-    /// up stays plain.
-    pub fn hops(
-        &mut self,
-        config: &Config,
-        prefix: IpNetwork,
-        gateways: &[IpAddr],
-    ) -> Vec<NextHop> {
-        self.forget(prefix);
-        let plain = |gateway: IpAddr| NextHop {
-            gateway,
-            interface: None,
-            onlink: false,
-        };
-        let IpNetwork::V4(block) = prefix else {
-            return gateways.iter().copied().map(plain).collect();
-        };
-        let mut hops = Vec::with_capacity(gateways.len());
-        let mut ipip_nodes = Vec::new();
-        for gateway in gateways {
-            let encap = encapsulation(config, prefix, *gateway);
-            let IpAddr::V4(node) = *gateway else {
-                hops.push(plain(*gateway));
-                continue;
-            };
-            match (encap, &mut self.ipip, &mut self.vxlan) {
-                (Encapsulation::Ipip, Some(ipip), _) => {
-                    ipip_nodes.push(node);
-                    hops.push(NextHop {
-                        gateway: *gateway,
-                        interface: Some(ipip.ifindex),
-                        onlink: true,
-                    });
-                }
-                (Encapsulation::Vxlan, _, Some(vxlan)) => {
-                    // One tunnel address per block: VXLAN takes the first next hop only.
-                    if vxlan.routes.contains_key(&block) {
-                        continue;
-                    }
-                    vxlan.routes.insert(block, node);
-                    vxlan.dirty = true;
-                    hops.push(NextHop {
-                        gateway: IpAddr::V4(tunnel_address(block)),
-                        interface: Some(vxlan.ifindex),
-                        onlink: true,
-                    });
-                }
-                _ => hops.push(plain(*gateway)),
-            }
+    /// The devices that are up, for the reconciler's choice of next hops.
+    pub fn devices(&self) -> TunnelDevices {
+        TunnelDevices {
+            ipip: self.ipip.as_ref().map(|i| i.ifindex),
+            vxlan: self.vxlan.as_ref().map(|v| v.ifindex),
         }
-        if let Some(ipip) = &mut self.ipip
-            && !ipip_nodes.is_empty()
-        {
-            ipip_nodes.sort();
-            ipip_nodes.dedup();
-            ipip.routes.insert(block, ipip_nodes);
-            ipip.dirty = true;
-        }
-        hops
     }
 
-    /// Forgets a route that is gone (or about to be computed again).
-    pub fn forget(&mut self, prefix: IpNetwork) {
+    /// Notes which tunnels a route to `prefix` uses now (an empty use: none, or the route is
+    /// gone), for [`Tunnels::sync`].
+    pub fn note(&mut self, prefix: IpNetwork, used: &TunnelUse) {
         let IpNetwork::V4(block) = prefix else {
             return;
         };
-        if let Some(ipip) = &mut self.ipip
-            && ipip.routes.remove(&block).is_some()
-        {
-            ipip.dirty = true;
+        if let Some(ipip) = &mut self.ipip {
+            let changed = if used.ipip_nodes.is_empty() {
+                ipip.routes.remove(&block).is_some()
+            } else {
+                ipip.routes.insert(block, used.ipip_nodes.clone()).as_ref()
+                    != Some(&used.ipip_nodes)
+            };
+            ipip.dirty |= changed;
         }
-        if let Some(vxlan) = &mut self.vxlan
-            && vxlan.routes.remove(&block).is_some()
-        {
-            vxlan.dirty = true;
+        if let Some(vxlan) = &mut self.vxlan {
+            let changed = match used.vxlan_node {
+                None => vxlan.routes.remove(&block).is_some(),
+                Some(node) => vxlan.routes.insert(block, node) != Some(node),
+            };
+            vxlan.dirty |= changed;
         }
     }
 
