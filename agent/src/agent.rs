@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::error::{BlockError, PeerError};
+use crate::error::{AgentError, BlockError, PeerError};
 pub use crate::handle::{AgentHandle, AgentStatus, BlockSource, Command};
 use crate::reconcile::{
     Admission, DesiredPeer, Learned, Repair, communities, desired_peers, encapsulation_changed,
@@ -76,20 +76,23 @@ impl std::fmt::Debug for Agent {
 
 impl Agent {
     /// Starts the speaker and adopts what the kernel already holds.
-    pub async fn start(config: Config) -> anyhow::Result<Agent> {
+    pub async fn start(config: Config) -> Result<Agent, AgentError> {
         let tag = RouteTag {
             table: config.route_table,
             protocol: config.route_protocol.0,
             metric: config.metric,
         };
-        let programmer = Programmer::open(tag)?;
+        let programmer = Programmer::open(tag).map_err(AgentError::io("the route socket"))?;
         let existing = programmer.dump().await?;
-        let (connection, links, _) = rtnetlink::new_connection()?;
+        let (connection, links, _) =
+            rtnetlink::new_connection().map_err(AgentError::io("the link socket"))?;
         tokio::spawn(connection);
         let mut tunnels = Tunnels::new(links);
         let restarting = !existing.is_empty();
         let listen = SocketAddr::new(config.listen_address, config.listen_port);
-        let (speaker, _) = Speaker::start(speaker_config(&config, restarting), &[listen]).await?;
+        let (speaker, _) = Speaker::start(speaker_config(&config, restarting), &[listen])
+            .await
+            .map_err(AgentError::io("the BGP listener"))?;
         let events = Some(speaker.subscribe_lossless());
         let peers = desired_peers(&config)?;
         let stale: BTreeSet<IpNetwork> = existing.keys().copied().collect();
@@ -410,11 +413,14 @@ impl Agent {
 
     /// Runs until SIGTERM or SIGINT (planned restart: sessions close without a Cease and kernel
     /// routes stay) and applies the configuration again on SIGHUP.
-    pub async fn run(mut self, config_path: std::path::PathBuf) -> anyhow::Result<()> {
+    pub async fn run(mut self, config_path: std::path::PathBuf) -> Result<(), AgentError> {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut hangup = signal(SignalKind::hangup())?;
+        let handler = AgentError::io("a signal handler");
+        let mut terminate = signal(SignalKind::terminate()).map_err(handler)?;
+        let mut interrupt =
+            signal(SignalKind::interrupt()).map_err(AgentError::io("a signal handler"))?;
+        let mut hangup =
+            signal(SignalKind::hangup()).map_err(AgentError::io("a signal handler"))?;
         let mut events = match self.events.take() {
             Some(events) => events,
             None => self.speaker.subscribe_lossless(),
@@ -561,7 +567,7 @@ impl Agent {
 }
 
 /// Reads the API blocks kept from an earlier run; invalid ones are dropped with a warning.
-fn load_state(config: &Config) -> BTreeSet<IpNetwork> {
+pub fn load_state(config: &Config) -> BTreeSet<IpNetwork> {
     let text = match std::fs::read_to_string(&config.state_file) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return BTreeSet::new(),

@@ -89,3 +89,33 @@ pub enum DesiredPeerError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not an address or address:port (IPv6 with a port: [fd00::1]:179)")]
 pub struct BadPeerIp(pub String);
+
+/// Why the agent cannot start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The kernel's routing socket cannot be opened or read.
+    #[error("netlink: {0}")]
+    Netlink(#[from] rtnetlink::Error),
+    /// A system resource (socket, listener, signal handler) is not available.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being set up.
+        what: &'static str,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configured peer cannot be turned into a session.
+    #[error(transparent)]
+    Peer(#[from] DesiredPeerError),
+    /// The speaker stopped under us.
+    #[error("the BGP speaker stopped")]
+    SpeakerStopped(#[from] tern_bgp::Stopped),
+}
+
+impl AgentError {
+    /// An I/O failure while setting up `what`.
+    pub fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> AgentError {
+        move |source| AgentError::Io { what, source }
+    }
+}

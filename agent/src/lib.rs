@@ -7,9 +7,11 @@
 
 pub mod agent;
 pub mod api;
+pub mod check;
 pub mod config;
 pub mod error;
 pub mod handle;
+pub mod logs;
 pub mod reconcile;
 pub mod routes;
 pub mod sys;

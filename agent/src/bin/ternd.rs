@@ -1,40 +1,78 @@
 //! `ternd`: the tern node agent. `ternd --config FILE` peers over BGP, announces this node's
 //! blocks, programs the routes it learns into the kernel, tagged `proto bird`, and serves the
 //! control API on its unix socket (and over TCP with mutual TLS when configured).
+//! `ternd check-config FILE` checks a file and says what ternd would do with it, touching
+//! nothing.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
 use tern_agent::agent::Agent;
 use tern_agent::api::Server;
 use tern_agent::config::Config;
 
-const USAGE: &str = "usage: ternd --config FILE   (see agent/examples/ternd.yaml)";
+/// The tern node agent: BGP for a bare-metal Kubernetes node, the Calico way.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ternd",
+    version,
+    about = "The tern node agent: BGP for a bare-metal Kubernetes node, the Calico way.",
+    after_help = "See agent/examples/ternd.yaml."
+)]
+struct Args {
+    /// The configuration file (YAML, Calico's field names).
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Action>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// Check a configuration file and print the peers, pools, blocks and data path ternd would
+    /// use, without touching anything (a dry run before a rollout).
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
+}
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let mut config_path: Option<PathBuf> = None;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--config" | "-c" => config_path = args.next().map(PathBuf::from),
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            "--version" | "-V" => {
-                println!("ternd {}", env!("CARGO_PKG_VERSION"));
-                return ExitCode::SUCCESS;
-            }
-            other => {
-                eprintln!("ternd: unknown argument {other:?}; {USAGE}");
-                return ExitCode::from(2);
-            }
+    let args = Args::parse();
+    match (args.command, args.config) {
+        (Some(Action::CheckConfig { file }), _) => check_config(file),
+        (None, Some(config)) => run(config),
+        (None, None) => {
+            eprintln!("ternd: no configuration given: ternd --config FILE (see ternd --help)");
+            ExitCode::from(2)
         }
     }
-    let Some(config_path) = config_path else {
-        eprintln!("ternd: no configuration given; {USAGE}");
-        return ExitCode::from(2);
+}
+
+fn check_config(path: PathBuf) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("ternd: invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
     };
+    match tern_agent::check::describe(&config) {
+        Ok(text) => {
+            println!("{}: valid\n", path.display());
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("ternd: invalid configuration: {}: {error}", path.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(config_path: PathBuf) -> ExitCode {
     let config = match Config::load(&config_path) {
         Ok(config) => config,
         Err(error) => {
@@ -50,12 +88,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
+    let result: anyhow::Result<()> = runtime.block_on(async move {
         let agent = Agent::start(config.clone()).await?;
         let api = Server::start(agent.handle(), &config).await?;
         let result = agent.run(config_path).await;
         api.stop().await;
-        result
+        Ok(result?)
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,8 +109,13 @@ fn init_logging(config: &Config) {
     let level = config.log.level.clone().unwrap_or_else(|| "info".into());
     let filter = tracing_subscriber::EnvFilter::try_from_env("TERN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let ansi = tern_agent::logs::colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if config.log.format.as_deref() == Some("json") {
         builder.json().init();
