@@ -71,12 +71,30 @@ pub struct RouteTag {
     pub metric: Option<u32>,
 }
 
+/// What a route request asked of the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteOperation {
+    /// Install or replace a route.
+    Install,
+    /// Delete a route.
+    Delete,
+}
+
+impl std::fmt::Display for RouteOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RouteOperation::Install => "install",
+            RouteOperation::Delete => "delete",
+        })
+    }
+}
+
 /// A failed netlink request.
 #[derive(Debug, thiserror::Error)]
 #[error("{operation} {prefix}: {source}")]
 pub struct RouteError {
     /// What was attempted.
-    pub operation: &'static str,
+    pub operation: RouteOperation,
     /// The route.
     pub prefix: IpNetwork,
     /// What the kernel said.
@@ -409,7 +427,11 @@ impl Programmer {
             // Deleting a route that is already gone is what was wanted.
             .filter(|(_, install, error)| *install || error.raw_code() != -libc_esrch())
             .map(|(prefix, install, error)| RouteError {
-                operation: if install { "install" } else { "delete" },
+                operation: if install {
+                    RouteOperation::Install
+                } else {
+                    RouteOperation::Delete
+                },
                 prefix,
                 source: rtnetlink::Error::NetlinkError(error),
             })
@@ -649,7 +671,7 @@ pub fn spawn_writer(programmer: Programmer, first_delay: std::time::Duration) ->
                 .store(0, std::sync::atomic::Ordering::Release);
             let mut again = Vec::new();
             for error in failed {
-                if error.operation == "install" {
+                if error.operation == RouteOperation::Install {
                     again.push(error.prefix);
                 } else {
                     tracing::warn!(%error, "kernel route delete failed");
