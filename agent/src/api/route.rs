@@ -48,6 +48,7 @@ struct RouteQuery {
 }
 
 impl RouteQuery {
+    /// Checks a request; a bad field is an INVALID_ARGUMENT that names it.
     fn parse(request: pb::ListRoutesRequest) -> Result<RouteQuery, Status> {
         let text = request.prefix.trim();
         let scope = if text.is_empty() {
@@ -123,6 +124,7 @@ impl RouteQuery {
         }
     }
 
+    /// Whether `entry` is one the listing asks for.
     fn matches(&self, entry: &RouteEntry) -> bool {
         let prefix = entry.prefix;
         let family = self.ipv4.is_none_or(|v4| v4 == prefix.is_ipv4());

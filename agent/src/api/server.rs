@@ -177,6 +177,7 @@ fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
     Ok(listener)
 }
 
+/// A TLS file's bytes.
 fn read(path: &Path) -> Result<Vec<u8>, ServeError> {
     std::fs::read(path).map_err(|source| ServeError::TlsFile {
         path: path.to_owned(),
@@ -184,6 +185,7 @@ fn read(path: &Path) -> Result<Vec<u8>, ServeError> {
     })
 }
 
+/// Our certificate and key, and the CA that must have signed every client's certificate.
 fn tls(tcp: &ApiTcp) -> Result<tonic::transport::ServerTlsConfig, ServeError> {
     use tonic::transport::{Certificate, Identity, ServerTlsConfig};
     Ok(ServerTlsConfig::new()

@@ -53,6 +53,7 @@ impl Api {
         Ok(messages)
     }
 
+    /// Streams the events `request` asks for to `out` until the client goes or ternd stops.
     async fn stream_events(
         &self,
         request: pb::WatchRequest,
