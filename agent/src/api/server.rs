@@ -1,0 +1,266 @@
+//! Serving the API: the state every service shares ([`Api`]), the unix socket (mode 0600) and
+//! the optional TCP listener with mutual TLS ([`Server`]), and the client side of the socket
+//! ([`connect_unix`]).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
+
+use tern_proto::v1 as pb;
+use tern_proto::v1::block_service_server::BlockServiceServer;
+use tern_proto::v1::peer_service_server::PeerServiceServer;
+use tern_proto::v1::route_service_server::RouteServiceServer;
+use tern_proto::v1::status_service_server::StatusServiceServer;
+use tern_proto::v1::watch_service_server::WatchServiceServer;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tonic::Status;
+use tonic::transport::server::Router;
+use tracing::{info, warn};
+
+use super::convert;
+use crate::config::{ApiTcp, Config};
+use crate::handle::{AgentHandle, Command};
+
+/// A client channel to the API on a unix socket (ternctl, tests and benchmarks use it).
+pub async fn connect_unix(
+    path: &Path,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let path = path.to_owned();
+    tonic::transport::Endpoint::from_static("http://ternd.invalid")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await
+}
+
+/// How long in-flight calls (watch streams) may take to finish once ternd stops.
+const DRAIN: Duration = Duration::from_secs(1);
+
+/// A server stream of `T`s, as tonic wants it.
+pub(super) type Stream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
+
+/// The API's services over the agent's handle.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub(super) handle: AgentHandle,
+    /// Becomes true when ternd stops: open streams end with UNAVAILABLE instead of being cut.
+    pub(super) stopping: watch::Receiver<bool>,
+}
+
+/// What a call gets once ternd stops.
+pub(super) fn stopping() -> Status {
+    Status::unavailable("ternd is stopping")
+}
+
+impl Api {
+    /// The services over `handle`; streams end when `stopping` becomes true.
+    pub fn new(handle: AgentHandle, stopping: watch::Receiver<bool>) -> Api {
+        Api { handle, stopping }
+    }
+
+    /// Every service on `server` (plain, or with TLS set up).
+    pub fn router(self, mut server: tonic::transport::Server) -> Router {
+        server
+            .add_service(BlockServiceServer::new(self.clone()))
+            .add_service(PeerServiceServer::new(self.clone()))
+            .add_service(RouteServiceServer::new(self.clone()))
+            .add_service(WatchServiceServer::new(self.clone()))
+            .add_service(StatusServiceServer::new(self))
+    }
+
+    /// Sends the agent a command and waits for its answer.
+    pub(super) async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Status> {
+        let (reply, answer) = oneshot::channel();
+        self.handle
+            .commands
+            .send(command(reply))
+            .await
+            .map_err(|_| stopping())?;
+        answer.await.map_err(|_| stopping())
+    }
+
+    /// Every block, as the API shows them.
+    pub(super) async fn blocks(&self) -> Result<Vec<pb::Block>, Status> {
+        let list = self.ask(Command::ListBlocks).await?;
+        Ok(list
+            .into_iter()
+            .map(|(prefix, source)| convert::block(prefix, source))
+            .collect())
+    }
+
+    /// Every peer with its session.
+    pub(super) async fn peers(&self) -> Result<Vec<tern_bgp::PeerStatus>, Status> {
+        self.handle.speaker.peers().await.map_err(|_| stopping())
+    }
+}
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Another process answers on the socket.
+    #[error("{0}: another ternd is serving the API there; stop it first")]
+    InUse(PathBuf),
+    /// The socket could not be made.
+    #[error("{path}: {source}")]
+    Socket {
+        /// The socket's path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A TLS file could not be read.
+    #[error("apiTcp: {path}: {source}")]
+    TlsFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS setup was refused.
+    #[error("apiTcp: {0}")]
+    Tls(#[source] tonic::transport::Error),
+    /// The TCP address could not be bound.
+    #[error("apiTcp: cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The running API listeners.
+#[derive(Debug)]
+pub struct Server {
+    socket: PathBuf,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Binds `path` as a unix socket readable and writable by its owner only: its folder is made,
+/// and a stale socket left by a process that died is removed first.
+fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
+    let fail = |source| ServeError::Socket {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    if let Ok(metadata) = std::fs::symlink_metadata(path) {
+        if !std::os::unix::fs::FileTypeExt::is_socket(&metadata.file_type()) {
+            return Err(fail(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists and is not a socket: remove it or set apiSocket elsewhere",
+            )));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ServeError::InUse(path.to_owned()));
+        }
+        std::fs::remove_file(path).map_err(fail)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(fail)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    Ok(listener)
+}
+
+/// A TLS file's bytes.
+fn read(path: &Path) -> Result<Vec<u8>, ServeError> {
+    std::fs::read(path).map_err(|source| ServeError::TlsFile {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Our certificate and key, and the CA that must have signed every client's certificate.
+fn tls(tcp: &ApiTcp) -> Result<tonic::transport::ServerTlsConfig, ServeError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    Ok(ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            read(&tcp.cert_file)?,
+            read(&tcp.key_file)?,
+        ))
+        .client_ca_root(Certificate::from_pem(read(&tcp.client_ca_file)?)))
+}
+
+impl Server {
+    /// Starts serving `handle` on the configured unix socket and, when `apiTcp` is set, on TCP
+    /// with mutual TLS. Everything is bound before this returns, so errors show at start.
+    pub async fn start(handle: AgentHandle, config: &Config) -> Result<Server, ServeError> {
+        let (shutdown, stop) = watch::channel(false);
+        let api = Api::new(handle, stop.clone());
+        let signal = |mut stop: watch::Receiver<bool>| async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        let listener = bind_unix(&config.api_socket)?;
+        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+        let router = api.clone().router(tonic::transport::Server::builder());
+        let socket = config.api_socket.clone();
+        let mut tasks = vec![tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                if let Err(error) = router
+                    .serve_with_incoming_shutdown(incoming, signal(stop))
+                    .await
+                {
+                    warn!(%error, "the API on the unix socket stopped");
+                }
+            }
+        })];
+        info!(socket = %socket.display(), "serving the API");
+        if let Some(tcp) = &config.api_tcp {
+            let tls = tls(tcp)?;
+            let listener = tokio::net::TcpListener::bind(tcp.address)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    address: tcp.address,
+                    source,
+                })?;
+            let router = api.router(
+                tonic::transport::Server::builder()
+                    .tls_config(tls)
+                    .map_err(ServeError::Tls)?,
+            );
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            tasks.push(tokio::spawn(async move {
+                if let Err(error) = router
+                    .serve_with_incoming_shutdown(incoming, signal(stop))
+                    .await
+                {
+                    warn!(%error, "the API on TCP stopped");
+                }
+            }));
+            info!(address = %tcp.address, "serving the API over TCP with mutual TLS");
+        }
+        Ok(Server {
+            socket,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops serving: calls in flight get a moment to finish, and the socket file is removed.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(DRAIN, task).await.is_err() {
+                abort.abort();
+            }
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
