@@ -189,4 +189,29 @@ mod tests {
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
     }
+
+    #[test]
+    fn a_peer_address_is_not_taken_for_the_tcp_address_of_ternd() {
+        for argv in [
+            &["ternctl", "peers", "add", "10.0.5.1", "--as", "65000"][..],
+            &["ternctl", "peers", "update", "10.0.5.1", "--port", "1179"],
+            &["ternctl", "peers", "remove", "10.0.5.1"],
+            &["ternctl", "peers", "reset", "10.0.5.1", "--hard"],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            assert_eq!(cli.address, None, "{argv:?}");
+            let Command::Peers {
+                command: Some(command),
+            } = cli.command
+            else {
+                panic!("{argv:?} is not a peers command");
+            };
+            let address = match command {
+                PeersCommand::Add(args) | PeersCommand::Update(args) => args.address,
+                PeersCommand::Remove { address } | PeersCommand::Reset { address, .. } => address,
+                PeersCommand::List => panic!("{argv:?} parsed as a listing"),
+            };
+            assert_eq!(address, "10.0.5.1", "{argv:?}");
+        }
+    }
 }

@@ -25,11 +25,13 @@ pub(super) enum PeersCommand {
     /// Removes a peer and its routes.
     Remove {
         /// The peer's address.
+        #[arg(id = "peer", value_name = "ADDRESS")]
         address: String,
     },
     /// Resets a session: soft (ROUTE-REFRESH both ways) unless --hard.
     Reset {
         /// The peer's address.
+        #[arg(id = "peer", value_name = "ADDRESS")]
         address: String,
         /// Close the session instead.
         #[arg(long)]
@@ -40,8 +42,10 @@ pub(super) enum PeersCommand {
 /// The options of `peers add` and `peers update`.
 #[derive(Debug, Args)]
 pub(super) struct PeerArgs {
-    /// The peer's address.
-    address: String,
+    /// The peer's address. Its id is not `address`, which the global `--address` (ternd's
+    /// TCP endpoint) holds: with one id for both, every peer command took the TLS path.
+    #[arg(id = "peer", value_name = "ADDRESS")]
+    pub(super) address: String,
     /// The peer's AS (required to add).
     #[arg(long = "as")]
     asn: Option<u32>,
