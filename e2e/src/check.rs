@@ -4,7 +4,8 @@
 //!   [`sessions`], [`wait_established`];
 //! - routes a daemon received from a peer, with their AS paths: [`received_routes`];
 //! - a node's kernel routes by protocol (`ip -j route`): [`kernel_routes`];
-//! - pings from a node or pod with a deadline, counting lost packets: [`ping`];
+//! - pings from a node or pod with a deadline, counting lost packets: [`ping`], or in the
+//!   background while the test acts: [`Pinger`];
 //! - packet captures on a link, counted by IP protocol: [`Capture`];
 //! - polling with a deadline instead of fixed sleeps: [`wait_for`], and [`eventually`], its
 //!   panicking sibling for a test's own condition;
@@ -749,6 +750,72 @@ pub fn ping(
     let out = netns::output(&mut command)?;
     let text = String::from_utf8_lossy(&out.stdout);
     parse_ping(&text).ok_or_else(|| netns::failure(&command, &out))
+}
+
+/// A ping running in the background: an echo request every `interval` for `seconds` seconds,
+/// from a node or pod, while the test does something else (restarts a daemon). Dropping it
+/// unfinished kills the ping.
+#[derive(Debug)]
+pub struct Pinger {
+    child: Option<Child>,
+    command: String,
+}
+
+impl Pinger {
+    /// Starts `ping -n -q -i INTERVAL -w SECONDS DESTINATION` in `target`.
+    pub fn start(
+        lab: &Lab,
+        target: &str,
+        destination: IpAddr,
+        interval: Duration,
+        seconds: u32,
+    ) -> Result<Pinger> {
+        let ns = lab.netns(target)?;
+        let argv = [
+            "ping".to_string(),
+            "-n".into(),
+            "-q".into(),
+            "-i".into(),
+            interval.as_secs_f64().to_string(),
+            "-w".into(),
+            seconds.to_string(),
+            destination.to_string(),
+        ];
+        let mut command = netns::exec_command(&ns, &argv);
+        command.stdout(Stdio::piped()).stderr(Stdio::null());
+        let line = netns::command_line(&command);
+        let child = command.spawn().map_err(|source| Error::Spawn {
+            command: line.clone(),
+            source,
+        })?;
+        Ok(Pinger {
+            child: Some(child),
+            command: line,
+        })
+    }
+
+    /// Waits for the ping to end and returns how many echo requests were sent and answered.
+    pub fn finish(mut self) -> Result<PingReport> {
+        let child = self.child.take().expect("finished once");
+        let out = child.wait_with_output().map_err(|source| Error::Spawn {
+            command: self.command.clone(),
+            source,
+        })?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        parse_ping(&text).ok_or_else(|| Error::Parse {
+            command: self.command.clone(),
+            what: format!("no ping summary in {text:?}"),
+        })
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Reads `N packets transmitted, M received` from ping's summary.
