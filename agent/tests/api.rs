@@ -1,15 +1,14 @@
-//! The control API and `ternctl` against real ternd nodes in network namespaces this test
-//! creates: two nodes in an iBGP mesh, each serving the API on a unix socket in the test's folder
-//! (and one over TCP with mutual TLS). Every RPC is called for real; refused calls must carry the
+//! The control API and `ternctl` against real ternd nodes in copies of the `ternd-pair` lab
+//! (e2e/topologies/ternd-pair.clab.yml): two nodes in an iBGP mesh, each serving the API on a
+//! unix socket in its node's runtime folder (and one over TCP with mutual TLS). Every RPC is called for real; refused calls must carry the
 //! precise gRPC code and change nothing.
-
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Lab, eventually, require_root, routes, run, wait_for_route};
+use tern_e2e::check::{eventually, route_lines, wait_route_line};
+use tern_e2e::{DaemonOptions, Lab, require_root};
 use tern_proto::v1 as pb;
 use tern_proto::v1::block_service_client::BlockServiceClient;
 use tern_proto::v1::peer_service_client::PeerServiceClient;
@@ -39,12 +38,38 @@ gracefulRestartTime: 60s
     )
 }
 
-/// Two nodes, a (10.0.9.1, block 10.244.1.0/26) and b (10.0.9.2, block 10.244.2.0/26), on one
-/// veth pair; returns the lab, a's configuration and the daemons' indexes, once they exchanged
-/// their blocks.
-fn two_nodes(a: &str, b: &str) -> (Lab, String, usize) {
-    let mut lab = Lab::new(&[a, b]);
-    lab.link((a, "eth0", "10.0.9.1/24"), (b, "eth0", "10.0.9.2/24"));
+fn ternd() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_ternd"))
+}
+
+/// A copy of the `ternd-pair` lab called `name`: tests of this file run in parallel.
+fn lab(name: &str) -> Lab {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/topologies/ternd-pair.clab.yml");
+    Lab::up_as(file, name, &DaemonOptions::from_env()).unwrap()
+}
+
+/// `node`'s routes tagged `proto bird`, as `ip route` prints them.
+fn routes(lab: &Lab, node: &str) -> String {
+    route_lines(lab, node, "bird").unwrap()
+}
+
+/// Waits up to 30 s for `node` to hold a `proto bird` route line containing `wanted`.
+fn wait_for_route(lab: &Lab, node: &str, wanted: &str) {
+    wait_route_line(lab, node, "bird", wanted, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", lab.log(node, "ternd.log")));
+}
+
+/// Runs a program on the host (openssl) and returns its stdout.
+fn run(args: &[&str]) -> String {
+    tern_e2e::netns::run(Command::new(args[0]).args(&args[1..])).unwrap()
+}
+
+/// Two nodes of a lab called `name`, a (10.0.9.1, block 10.244.1.0/26) and b (10.0.9.2, block
+/// 10.244.2.0/26), on one veth pair; returns the lab, a's configuration and a's ternd PID, once
+/// they exchanged their blocks.
+fn two_nodes(name: &str) -> (Lab, String, u32) {
+    let (a, b) = ("a", "b");
+    let mut lab = lab(name);
     let config_a = config(
         "node-a",
         "10.0.9.1",
@@ -52,23 +77,25 @@ fn two_nodes(a: &str, b: &str) -> (Lab, String, usize) {
         "10.244.1.0/26",
     );
     // b, the passive side (the higher address), listens before a connects.
-    lab.start(
+    lab.start_ternd(
         b,
+        ternd(),
         &config(
             "node-b",
             "10.0.9.2",
             ("node-a", "10.0.9.1"),
             "10.244.2.0/26",
         ),
-    );
-    let node_a = lab.start(a, &config_a);
+    )
+    .unwrap();
+    let node_a = lab.start_ternd(a, ternd(), &config_a).unwrap();
     wait_for_route(&lab, a, "10.244.2.0/26 via 10.0.9.2");
     wait_for_route(&lab, b, "10.244.1.0/26 via 10.0.9.1");
     (lab, config_a, node_a)
 }
 
-fn socket(lab: &Lab, ns: &str) -> PathBuf {
-    lab.dir.join(format!("{ns}.sock"))
+fn socket(lab: &Lab, node: &str) -> PathBuf {
+    lab.ternd_socket(node)
 }
 
 /// A channel to the API on `path`, waiting up to 10 s for ternd to serve it.
@@ -164,8 +191,8 @@ async fn blocks_are_validated_announced_and_kept_across_a_restart() {
     if !require_root() {
         return;
     }
-    let (a, b) = ("tern-t-api-blk-a", "tern-t-api-blk-b");
-    let (mut lab, config_a, node_a) = two_nodes(a, b);
+    let (a, b) = ("a", "b");
+    let (mut lab, config_a, node_a) = two_nodes("api-blk");
     let path = socket(&lab, a);
     let api = channel(&path).await;
     let mode =
@@ -199,9 +226,9 @@ async fn blocks_are_validated_announced_and_kept_across_a_restart() {
     );
     wait_for_route(&lab, b, "10.244.3.0/26 via 10.0.9.1");
     assert!(
-        routes(a).contains("blackhole 10.244.3.0/26"),
+        routes(&lab, a).contains("blackhole 10.244.3.0/26"),
         "{}",
-        routes(a)
+        routes(&lab, a)
     );
     let expected = blocks(&[("10.244.1.0/26", CONFIG), ("10.244.3.0/26", API)]);
     assert_eq!(list_blocks(&api).await, expected);
@@ -292,28 +319,36 @@ async fn blocks_are_validated_announced_and_kept_across_a_restart() {
     wait_for_route(&lab, b, "10.244.5.7 via 10.0.9.1");
     client.set_blocks(set(&["10.244.3.0/26"])).await.unwrap();
     assert_eq!(list_blocks(&api).await, expected);
-    eventually(30, "b loses the blocks a gave back", || {
-        let table = routes(b);
-        if table.contains("10.244.4.0/26") || table.contains("10.244.5.7") {
-            Err(table)
-        } else {
-            Ok(())
-        }
-    });
-    assert!(!routes(a).contains("10.244.4.0/26"), "{}", routes(a));
+    eventually(
+        Duration::from_secs(30),
+        "b loses the blocks a gave back",
+        || {
+            let table = routes(&lab, b);
+            if table.contains("10.244.4.0/26") || table.contains("10.244.5.7") {
+                Err(table)
+            } else {
+                Ok(())
+            }
+        },
+    );
+    assert!(
+        !routes(&lab, a).contains("10.244.4.0/26"),
+        "{}",
+        routes(&lab, a)
+    );
 
     // A planned restart: the socket goes with the process; the API block comes back at once.
     drop(client);
     drop(api);
-    lab.signal(node_a, "-TERM");
+    lab.stop(node_a, "TERM", Duration::from_secs(10)).unwrap();
     assert!(!path.exists(), "the socket is removed on exit");
-    lab.start(a, &config_a);
+    lab.start_ternd(a, ternd(), &config_a).unwrap();
     let api = channel(&path).await;
     assert_eq!(list_blocks(&api).await, expected);
     assert!(
-        routes(b).contains("10.244.3.0/26 via 10.0.9.1"),
+        routes(&lab, b).contains("10.244.3.0/26 via 10.0.9.1"),
         "{}",
-        routes(b)
+        routes(&lab, b)
     );
     // b holds a's route fresh again (not as a stale one kept for the restart): a announced it.
     let b_api = channel(&socket(&lab, b)).await;
@@ -336,9 +371,9 @@ async fn blocks_are_validated_announced_and_kept_across_a_restart() {
     })
     .await;
     assert!(
-        routes(a).contains("blackhole 10.244.3.0/26"),
+        routes(&lab, a).contains("blackhole 10.244.3.0/26"),
         "{}",
-        routes(a)
+        routes(&lab, a)
     );
 }
 
@@ -347,8 +382,8 @@ async fn peers_routes_watch_and_status_answer_about_the_running_node() {
     if !require_root() {
         return;
     }
-    let (a, b) = ("tern-t-api-rib-a", "tern-t-api-rib-b");
-    let (lab, _, _) = two_nodes(a, b);
+    let (a, b) = ("a", "b");
+    let (lab, _, _) = two_nodes("api-rib");
     let api = channel(&socket(&lab, a)).await;
     let b_api = channel(&socket(&lab, b)).await;
 
@@ -925,9 +960,10 @@ fn the_api_over_tcp_answers_only_clients_with_a_certificate_from_its_ca() {
     if !require_root() {
         return;
     }
-    let ns = "tern-t-api-tls";
-    let mut lab = Lab::new(&[ns]);
-    let dir = lab.dir.clone();
+    let mut lab = lab("api-tls");
+    let node = "a";
+    let ns = lab.netns(node).unwrap();
+    let dir = lab.dir();
     certificate(&dir, "ca", "ternd");
     certificate(&dir, "ca", "operator");
     certificate(&dir, "other-ca", "intruder");
@@ -938,10 +974,10 @@ fn the_api_over_tcp_answers_only_clients_with_a_certificate_from_its_ca() {
         d("ternd.key"),
         d("ca.crt")
     );
-    let node = lab.start(ns, &config);
+    let pid = lab.start_ternd(node, ternd(), &config).unwrap();
     let ternctl = |client: &str| {
         let output = Command::new("ip")
-            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_ternctl")])
+            .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_ternctl")])
             .args([
                 "--address",
                 "https://127.0.0.1:7443",
@@ -970,7 +1006,7 @@ fn the_api_over_tcp_answers_only_clients_with_a_certificate_from_its_ca() {
         answer = ternctl("operator");
     }
     let (code, out, err) = answer;
-    assert_eq!(code, Some(0), "{err}\nlog:\n{}", lab.log(ns));
+    assert_eq!(code, Some(0), "{err}\nlog:\n{}", lab.log(node, "ternd.log"));
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json[0]["prefix"], "10.244.1.0/26");
     let (code, out, err) = ternctl("intruder");
@@ -982,10 +1018,10 @@ fn the_api_over_tcp_answers_only_clients_with_a_certificate_from_its_ca() {
     assert!(!err.is_empty());
 
     // Killed outright, ternd leaves its socket behind; started again, it replaces it.
-    let path = socket(&lab, ns);
-    lab.signal(node, "-KILL");
+    let path = socket(&lab, node);
+    lab.stop(pid, "KILL", Duration::from_secs(10)).unwrap();
     assert!(path.exists());
-    lab.start(ns, &config);
+    lab.start_ternd(node, ternd(), &config).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let blocks = runtime.block_on(async { list_blocks(&channel(&path).await).await });
     assert_eq!(blocks, [("10.244.1.0/26".to_owned(), CONFIG)]);

@@ -1,28 +1,13 @@
 //! Two ternd nodes under one FRR 8.4 top-of-rack router (eBGP, mesh off), as in Calico's
 //! `mesh3-tor` setups: FRR learns both blocks and nothing more specific, each node installs the
-//! other's block via the router, and pods on the two nodes ping each other.
+//! other's block via the router, and pods on the two nodes ping each other. Copies of the
+//! `ternd-tor` lab (e2e/topologies/ternd-tor.clab.yml), ternd started by the tests.
 
-mod common;
+use std::path::Path;
+use std::time::Duration;
 
-use common::{Lab, eventually, require_root, routes, run, vtysh};
-
-const FRR: &str = "
-frr defaults traditional
-hostname tor
-no ipv6 forwarding
-!
-router bgp 65000
- bgp router-id 10.0.0.254
- no bgp ebgp-requires-policy
- no bgp default ipv4-unicast
- neighbor 10.0.1.11 remote-as 64512
- neighbor 10.0.2.12 remote-as 64513
- address-family ipv4 unicast
-  neighbor 10.0.1.11 activate
-  neighbor 10.0.2.12 activate
- exit-address-family
-!
-";
+use tern_e2e::check::{eventually, route_lines, vtysh};
+use tern_e2e::{DaemonOptions, Lab, require_root};
 
 fn node(name: &str, address: &str, asn: u32, tor: &str, block: &str) -> String {
     format!(
@@ -41,28 +26,31 @@ blocks: [{block}]
     )
 }
 
-/// The FRR router `tor` and ternd on `n1` (AS 64512, block 10.244.1.0/26) and `n2` (AS 64513,
-/// 10.244.2.0/26), each on a link of its own; returns the lab and FRR's folder.
-fn two_nodes_under_frr(tor: &str, n1: &str, n2: &str) -> (Lab, std::path::PathBuf) {
-    let mut lab = Lab::new(&[tor, n1, n2]);
-    lab.link((n1, "eth0", "10.0.1.11/24"), (tor, "eth1", "10.0.1.1/24"));
-    lab.link((n2, "eth0", "10.0.2.12/24"), (tor, "eth2", "10.0.2.1/24"));
-    for ns in [tor, n1, n2] {
-        lab.forwarding(ns);
-    }
-    // Nodes have a default route, as real ones do (proxy ARP for pods relies on it).
-    run(&["ip", "-n", n1, "route", "add", "default", "via", "10.0.1.1"]);
-    run(&["ip", "-n", n2, "route", "add", "default", "via", "10.0.2.1"]);
-    let frr = lab.start_frr(tor, FRR);
-    lab.start(
-        n1,
+/// `node`'s routes tagged `proto bird`, as `ip route` prints them.
+fn routes(lab: &Lab, node: &str) -> String {
+    route_lines(lab, node, "bird").unwrap()
+}
+
+/// A copy of the `ternd-tor` lab called `name`: the FRR router `tor` (e2e/topologies/ternd-tor/
+/// tor/frr.conf) and ternd on `n1` (AS 64512, block 10.244.1.0/26) and `n2` (AS 64513,
+/// 10.244.2.0/26), each on a link of its own.
+fn two_nodes_under_frr(name: &str) -> Lab {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/topologies/ternd-tor.clab.yml");
+    let mut lab = Lab::up_as(file, name, &DaemonOptions::from_env()).unwrap();
+    let ternd = Path::new(env!("CARGO_BIN_EXE_ternd"));
+    lab.start_ternd(
+        "n1",
+        ternd,
         &node("n1", "10.0.1.11", 64512, "10.0.1.1", "10.244.1.0/26"),
-    );
-    lab.start(
-        n2,
+    )
+    .unwrap();
+    lab.start_ternd(
+        "n2",
+        ternd,
         &node("n2", "10.0.2.12", 64513, "10.0.2.1", "10.244.2.0/26"),
-    );
-    (lab, frr)
+    )
+    .unwrap();
+    lab
 }
 
 #[test]
@@ -70,17 +58,15 @@ fn nodes_under_an_frr_tor_exchange_blocks_and_their_pods_ping_each_other() {
     if !require_root() {
         return;
     }
-    let (tor, n1, n2) = ("tern-t-tor", "tern-t-tor-n1", "tern-t-tor-n2");
-    let (mut lab, frr) = two_nodes_under_frr(tor, n1, n2);
-    lab.pod(n1, "tern-t-tor-pod1", "10.244.1.2", "cali1");
-    lab.pod(n2, "tern-t-tor-pod2", "10.244.2.2", "cali2");
+    let (tor, n1, n2) = ("tor", "n1", "n2");
+    let lab = two_nodes_under_frr("ternd-tor");
 
-    eventually(60, "FRR learns both blocks", || {
-        let table = vtysh(&frr, "show ip bgp");
+    eventually(Duration::from_secs(60), "FRR learns both blocks", || {
+        let table = vtysh(&lab, tor, "show ip bgp").unwrap();
         let ok = table.contains("10.244.1.0/26") && table.contains("10.244.2.0/26");
         if ok { Ok(()) } else { Err(table) }
     });
-    let table = vtysh(&frr, "show ip bgp json");
+    let table = vtysh(&lab, tor, "show ip bgp json").unwrap();
     assert!(
         !table.contains("10.244.1.2/32") && !table.contains("10.244.2.2/32"),
         "nothing more specific: {table}"
@@ -89,45 +75,49 @@ fn nodes_under_an_frr_tor_exchange_blocks_and_their_pods_ping_each_other() {
         table.contains("64512") && table.contains("64513"),
         "AS paths name the nodes: {table}"
     );
-    eventually(30, "n1 installs n2's block via the ToR", || {
-        let r = routes(n1);
-        if r.contains("10.244.2.0/26 via 10.0.1.1") {
-            Ok(())
-        } else {
-            Err(r)
-        }
-    });
-    eventually(30, "n2 installs n1's block via the ToR", || {
-        let r = routes(n2);
-        if r.contains("10.244.1.0/26 via 10.0.2.1") {
-            Ok(())
-        } else {
-            Err(r)
-        }
-    });
+    eventually(
+        Duration::from_secs(30),
+        "n1 installs n2's block via the ToR",
+        || {
+            let r = routes(&lab, n1);
+            if r.contains("10.244.2.0/26 via 10.0.1.1") {
+                Ok(())
+            } else {
+                Err(r)
+            }
+        },
+    );
+    eventually(
+        Duration::from_secs(30),
+        "n2 installs n1's block via the ToR",
+        || {
+            let r = routes(&lab, n2);
+            if r.contains("10.244.1.0/26 via 10.0.2.1") {
+                Ok(())
+            } else {
+                Err(r)
+            }
+        },
+    );
     // FRR installs the blocks in its own kernel (proto bgp), so pods reach each other.
-    eventually(30, "the ToR's kernel has both blocks", || {
-        let r = run(&["ip", "-n", tor, "route", "show", "proto", "bgp"]);
-        if r.contains("10.244.1.0/26") && r.contains("10.244.2.0/26") {
-            Ok(())
-        } else {
-            Err(r)
-        }
-    });
-    let ping = run(&[
-        "ip",
-        "netns",
-        "exec",
-        "tern-t-tor-pod1",
-        "ping",
-        "-c",
-        "3",
-        "-i",
-        "0.2",
-        "-W",
-        "2",
-        "10.244.2.2",
-    ]);
+    eventually(
+        Duration::from_secs(30),
+        "the ToR's kernel has both blocks",
+        || {
+            let r = route_lines(&lab, tor, "bgp").unwrap();
+            if r.contains("10.244.1.0/26") && r.contains("10.244.2.0/26") {
+                Ok(())
+            } else {
+                Err(r)
+            }
+        },
+    );
+    let ping = lab
+        .exec(
+            "n1/pod1",
+            &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.244.2.2"],
+        )
+        .unwrap();
     assert!(ping.contains("3 received"), "{ping}");
 }
 
@@ -136,7 +126,7 @@ fn nodes_under_an_frr_tor_exchange_blocks_and_their_pods_ping_each_other() {
 fn ternctl(lab: &Lab, ns: &str, args: &[&str]) -> (bool, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_ternctl"))
         .arg("--socket")
-        .arg(lab.dir.join(format!("{ns}.sock")))
+        .arg(lab.ternd_socket(ns))
         .args(args)
         .output()
         .unwrap();
@@ -155,23 +145,27 @@ fn ternctl_shows_the_frr_session_and_its_blocks_reach_frr_and_the_other_node() {
     if !require_root() {
         return;
     }
-    let (tor, n1, n2) = ("tern-t-torctl", "tern-t-torctl-n1", "tern-t-torctl-n2");
-    let (lab, frr) = two_nodes_under_frr(tor, n1, n2);
+    let (tor, n1, n2) = ("tor", "n1", "n2");
+    let lab = two_nodes_under_frr("ternd-torctl");
 
     let mut status = String::new();
-    eventually(60, "n1's session with FRR is up", || {
-        let (ok, out) = ternctl(&lab, n1, &["node", "status"]);
-        let line = out
-            .lines()
-            .find(|l| l.contains("10.0.1.1 "))
-            .unwrap_or_default();
-        if ok && line.contains("Established") {
-            status = out;
-            Ok(())
-        } else {
-            Err(out)
-        }
-    });
+    eventually(
+        Duration::from_secs(60),
+        "n1's session with FRR is up",
+        || {
+            let (ok, out) = ternctl(&lab, n1, &["node", "status"]);
+            let line = out
+                .lines()
+                .find(|l| l.contains("10.0.1.1 "))
+                .unwrap_or_default();
+            if ok && line.contains("Established") {
+                status = out;
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
     assert!(status.starts_with("Tern process is running."), "{status}");
     assert!(status.contains("IPv4 BGP status"), "{status}");
     assert!(status.contains("IPv6 BGP status"), "{status}");
@@ -185,34 +179,42 @@ fn ternctl_shows_the_frr_session_and_its_blocks_reach_frr_and_the_other_node() {
     // A block added through ternctl reaches FRR and n2's kernel (via the ToR).
     let (ok, out) = ternctl(&lab, n1, &["blocks", "add", "10.244.7.0/26"]);
     assert!(ok, "{out}");
-    eventually(30, "FRR learns the new block from n1", || {
-        let table = vtysh(&frr, "show ip bgp 10.244.7.0/26");
-        if table.contains("64512") {
-            Ok(())
-        } else {
-            Err(table)
-        }
-    });
-    eventually(30, "n2 installs it via the ToR", || {
-        let r = routes(n2);
-        if r.contains("10.244.7.0/26 via 10.0.2.1") {
-            Ok(())
-        } else {
-            Err(r)
-        }
-    });
+    eventually(
+        Duration::from_secs(30),
+        "FRR learns the new block from n1",
+        || {
+            let table = vtysh(&lab, tor, "show ip bgp 10.244.7.0/26").unwrap();
+            if table.contains("64512") {
+                Ok(())
+            } else {
+                Err(table)
+            }
+        },
+    );
+    eventually(
+        Duration::from_secs(30),
+        "n2 installs it via the ToR",
+        || {
+            let r = routes(&lab, n2);
+            if r.contains("10.244.7.0/26 via 10.0.2.1") {
+                Ok(())
+            } else {
+                Err(r)
+            }
+        },
+    );
     // And removing it withdraws it everywhere.
     let (ok, out) = ternctl(&lab, n1, &["blocks", "remove", "10.244.7.0/26"]);
     assert!(ok, "{out}");
-    eventually(30, "n2 drops it", || {
-        let r = routes(n2);
+    eventually(Duration::from_secs(30), "n2 drops it", || {
+        let r = routes(&lab, n2);
         if r.contains("10.244.7.0/26") {
             Err(r)
         } else {
             Ok(())
         }
     });
-    let table = vtysh(&frr, "show ip bgp json");
+    let table = vtysh(&lab, tor, "show ip bgp json").unwrap();
     assert!(
         !table.contains("10.244.7.0/26"),
         "FRR still has it: {table}"

@@ -1,59 +1,28 @@
-//! The userspace IP-in-IP data path (RFC 2003) between two network namespaces this test
-//! creates, with real packets: pods ping each other, the wire carries IP protocol 4 with the
+//! The userspace IP-in-IP data path (RFC 2003) between the two nodes of a copy of the `uipip` lab
+//! (e2e/topologies/uipip.clab.yml) that each test builds, with real packets: pods ping each other, the wire carries IP protocol 4 with the
 //! pods' packets inside, DF packets that do not fit get "fragmentation needed", IP-in-IP from an
 //! unknown node is dropped, the device outlives the data path until deleted, and a bulk TCP
 //! transfer (TSO super-packets cut into segments, segments merged again) arrives intact.
 //!
-//! Every address lives inside `tern-uipip-*` namespaces, deleted even when a test fails.
-
-mod common;
+//! Every address lives inside the labs' `tern-uipip-*` namespaces, deleted even when a test fails.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{inside, run};
 use ipnetwork::Ipv4Network;
 use tern_agent::tunnel::userspace::{self, Counters, UserspaceIpip};
+use tern_e2e::{DaemonOptions, Lab, inside};
 
 const DEVICE: &str = "tunl0";
 /// The underlay (veth) MTU less the 20 octets of the outer header.
 const MTU: u32 = 1480;
 
-/// The test's namespaces, deleted when dropped, even when the test fails.
-struct Namespaces(Vec<String>);
-
-impl Namespaces {
-    fn new(names: &[&str]) -> Namespaces {
-        let mut namespaces = Namespaces(Vec::new());
-        for name in names {
-            assert!(name.starts_with("tern-"));
-            // Left over from a run that was killed.
-            if Path::new("/run/netns").join(name).exists() {
-                run(&["ip", "netns", "del", name]);
-            }
-            run(&["ip", "netns", "add", name]);
-            namespaces.0.push((*name).to_owned());
-            ip(name, "link set lo up");
-        }
-        namespaces
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
-    }
-}
-
 /// `ip -n ns ARGS`.
 fn ip(ns: &str, args: &str) -> String {
-    let mut full = vec!["ip", "-n", ns];
-    full.extend(args.split_whitespace());
-    run(&full)
+    let args: Vec<&str> = args.split_whitespace().collect();
+    tern_e2e::netns::ip_in(ns, &args).unwrap()
 }
 
 fn addr(text: &str) -> Ipv4Addr {
@@ -123,25 +92,20 @@ impl Ping {
 }
 
 /// Two nodes joined by a veth (`veth-a` 192.168.77.1/24, `veth-b` 192.168.77.2/24), pods
-/// 10.244.1.1 and 10.244.2.1, each running the data path on `tunl0` with a table and a kernel
+/// 10.244.1.1 and 10.244.2.1 (the `uipip` lab), each running the data path on `tunl0` with a table and a kernel
 /// route for the other's block.
 struct Pair {
     a: Node,
     b: Node,
-    _namespaces: Namespaces,
+    /// Dropped last: the data paths stop before their namespaces go.
+    _lab: Lab,
 }
 
 impl Pair {
     fn new(name: &str) -> Pair {
-        let (ns_a, ns_b) = (
-            format!("tern-uipip-{name}-a"),
-            format!("tern-uipip-{name}-b"),
-        );
-        let namespaces = Namespaces::new(&[&ns_a, &ns_b]);
-        ip(
-            &ns_a,
-            &format!("link add veth-a type veth peer name veth-b netns {ns_b}"),
-        );
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/topologies/uipip.clab.yml");
+        let lab = Lab::up_as(file, &format!("uipip-{name}"), &DaemonOptions::from_env()).unwrap();
+        let (ns_a, ns_b) = (lab.netns("a").unwrap(), lab.netns("b").unwrap());
         let node = |ns: &str, underlay: &str, pod: &str, block: &str| Node {
             ns: ns.to_owned(),
             underlay: addr(underlay),
@@ -151,21 +115,9 @@ impl Pair {
         };
         let mut a = node(&ns_a, "192.168.77.1", "10.244.1.1", "10.244.1.0/26");
         let mut b = node(&ns_b, "192.168.77.2", "10.244.2.1", "10.244.2.0/26");
-        for (node, veth) in [(&a, "veth-a"), (&b, "veth-b")] {
-            ip(
-                &node.ns,
-                &format!("addr add {}/24 dev {veth}", node.underlay),
-            );
-            ip(&node.ns, &format!("link set {veth} up"));
-            ip(&node.ns, &format!("addr add {}/32 dev lo", node.pod));
-        }
         a.start();
         b.start();
-        let pair = Pair {
-            a,
-            b,
-            _namespaces: namespaces,
-        };
+        let pair = Pair { a, b, _lab: lab };
         pair.set_routes();
         for (node, other) in [(&pair.a, &pair.b), (&pair.b, &pair.a)] {
             let route = format!("route add {} dev {DEVICE} src {}", other.block, node.pod);

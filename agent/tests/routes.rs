@@ -1,47 +1,36 @@
-//! The route programmer against a real kernel, inside a network namespace this test creates.
-
-mod common;
+//! The route programmer against a real kernel, inside the node of a copy of the `kernel` lab
+//! (e2e/topologies/kernel.clab.yml) that each test builds.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
-use common::{inside, require_root, run};
 use ipnetwork::IpNetwork;
 use tern_agent::routes::{KernelRoute, NextHop, Programmer, RouteKind, RouteTag};
+use tern_e2e::{DaemonOptions, Lab, inside, require_root};
 
-/// A network namespace that is deleted when dropped, even when the test fails.
-struct Namespace(String);
+/// A lab of one node with a link `dummy0` at 192.0.2.1/24 (no dummy module here: a veth pair
+/// inside the node gives us a link); torn down when dropped, even when the test fails.
+struct Namespace {
+    lab: Lab,
+    /// The node's namespace, for [`inside`].
+    name: String,
+}
 
 impl Namespace {
-    fn new(name: &str) -> Namespace {
-        let _ = Command::new("ip").args(["netns", "del", name]).status();
-        run(&["ip", "netns", "add", name]);
-        Namespace(name.to_owned())
-    }
-
-    /// A namespace with a link `dummy0` at 192.0.2.1/24 (no dummy module here: a veth pair
-    /// inside the namespace gives us a link).
-    fn with_link(name: &str) -> Namespace {
-        let ns = Namespace::new(name);
-        ns.ip("link add dummy0 type veth peer name dummy1");
-        ns.ip("link set dummy1 up");
-        ns.ip("link set dummy0 up");
-        ns.ip("addr add 192.0.2.1/24 dev dummy0");
-        ns
+    /// A copy of the `kernel` lab called `lab`: tests of this file run in parallel.
+    fn with_link(lab: &str) -> Namespace {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/topologies/kernel.clab.yml");
+        let lab = Lab::up_as(file, lab, &DaemonOptions::from_env()).unwrap();
+        let name = lab.netns("n").unwrap();
+        Namespace { lab, name }
     }
 
     fn ip(&self, args: &str) -> String {
-        let mut full = vec!["ip", "-n", &self.0];
-        full.extend(args.split_whitespace());
-        run(&full)
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        let mut argv = vec!["ip"];
+        argv.extend(args.split_whitespace());
+        self.lab.exec("n", &argv).unwrap()
     }
 }
 
@@ -98,7 +87,7 @@ fn routes_are_installed_dumped_replaced_and_deleted_with_our_protocol_only() {
     if !require_root() {
         return;
     }
-    let ns = Namespace::with_link("tern-test-routes");
+    let ns = Namespace::with_link("test-routes");
     ns.ip("-6 addr add 2001:db8::1/64 dev dummy0 nodad");
     // Someone else's route, which must never be touched.
     ns.ip("route add 198.51.100.0/24 via 192.0.2.9 proto static");
@@ -125,7 +114,7 @@ fn routes_are_installed_dumped_replaced_and_deleted_with_our_protocol_only() {
             kind: via(&["2001:db8::2"]),
         },
     ];
-    let (dumped, after_delete) = inside(&ns.0, move || {
+    let (dumped, after_delete) = inside(&ns.name, move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -190,9 +179,9 @@ fn a_refused_install_is_retried_until_the_kernel_takes_it() {
     if !require_root() {
         return;
     }
-    let ns = Namespace::with_link("tern-test-retry");
-    let name = ns.0.clone();
-    let (first, last) = inside(&ns.0, move || {
+    let ns = Namespace::with_link("test-retry");
+    let name = ns.name.clone();
+    let (first, last) = inside(&ns.name, move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -216,16 +205,8 @@ fn a_refused_install_is_retried_until_the_kernel_takes_it() {
             queue.push(batch.into_iter().map(|r| (r.prefix, Some(r.kind))));
             tokio::time::sleep(Duration::from_millis(50)).await;
             let first = without_interfaces(programmer.dump().await.unwrap());
-            run(&[
-                "ip",
-                "-n",
-                &name,
-                "addr",
-                "add",
-                "198.18.0.1/24",
-                "dev",
-                "dummy0",
-            ]);
+            tern_e2e::netns::ip_in(&name, &["addr", "add", "198.18.0.1/24", "dev", "dummy0"])
+                .unwrap();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
             loop {
                 let now = without_interfaces(programmer.dump().await.unwrap());

@@ -1,12 +1,31 @@
-//! Two ternd nodes in network namespaces this test creates: they peer over the iBGP mesh,
+//! Two ternd nodes in the `ternd-pair` lab (e2e/topologies/ternd-pair.clab.yml): they peer over the iBGP mesh,
 //! announce their blocks, install each other's in the kernel tagged `proto bird`, and keep them
 //! across a graceful restart.
 
-mod common;
-
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Lab, require_root, routes, run, wait_for_route};
+use tern_e2e::check::{route_lines, wait_route_line};
+use tern_e2e::{Lab, require_root};
+
+fn topology() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/topologies/ternd-pair.clab.yml")
+}
+
+fn ternd() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_ternd"))
+}
+
+/// `node`'s routes tagged `proto bird`, as `ip route` prints them.
+fn routes(lab: &Lab, node: &str) -> String {
+    route_lines(lab, node, "bird").unwrap()
+}
+
+/// Waits up to 30 s for `node` to hold a `proto bird` route line containing `wanted`.
+fn wait_for_route(lab: &Lab, node: &str, wanted: &str) {
+    wait_route_line(lab, node, "bird", wanted, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", lab.log(node, "ternd.log")));
+}
 
 fn config(name: &str, address: &str, other: (&str, &str), block: &str) -> String {
     format!(
@@ -31,70 +50,65 @@ fn two_nodes_exchange_blocks_and_keep_them_across_a_graceful_restart() {
     if !require_root() {
         return;
     }
-    let (a, b) = ("tern-t-ternd-a", "tern-t-ternd-b");
-    let mut lab = Lab::new(&[a, b]);
-    run(&[
-        "ip", "-n", a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", b,
-    ]);
-    run(&["ip", "-n", a, "addr", "add", "10.0.9.1/24", "dev", "eth0"]);
-    run(&["ip", "-n", b, "addr", "add", "10.0.9.2/24", "dev", "eth0"]);
-    run(&["ip", "-n", a, "link", "set", "eth0", "up"]);
-    run(&["ip", "-n", b, "link", "set", "eth0", "up"]);
+    let (a, b) = ("a", "b");
+    let mut lab = Lab::up(topology()).unwrap();
     let config_a = config(
         "node-a",
         "10.0.9.1",
         ("node-b", "10.0.9.2"),
         "10.244.1.0/26",
     );
-    let node_a = lab.start(a, &config_a);
-    lab.start(
+    let node_a = lab.start_ternd(a, ternd(), &config_a).unwrap();
+    lab.start_ternd(
         b,
+        ternd(),
         &config(
             "node-b",
             "10.0.9.2",
             ("node-a", "10.0.9.1"),
             "10.244.2.0/26",
         ),
-    );
+    )
+    .unwrap();
 
     wait_for_route(&lab, a, "10.244.2.0/26 via 10.0.9.2");
     wait_for_route(&lab, b, "10.244.1.0/26 via 10.0.9.1");
     assert!(
-        routes(a).contains("blackhole 10.244.1.0/26"),
+        routes(&lab, a).contains("blackhole 10.244.1.0/26"),
         "{}",
-        routes(a)
+        routes(&lab, a)
     );
     assert!(
-        routes(b).contains("blackhole 10.244.2.0/26"),
+        routes(&lab, b).contains("blackhole 10.244.2.0/26"),
         "{}",
-        routes(b)
+        routes(&lab, b)
     );
     assert!(
-        !routes(a).contains("10.244.1.0/26 via"),
+        !routes(&lab, a).contains("10.244.1.0/26 via"),
         "our own block is never installed via a peer"
     );
 
     // A planned restart: SIGTERM closes the session without a Cease; both kernels keep the routes.
-    lab.signal(node_a, "-TERM");
+    lab.stop(node_a, "TERM", Duration::from_secs(10)).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     assert!(
-        routes(a).contains("10.244.2.0/26 via 10.0.9.2"),
+        routes(&lab, a).contains("10.244.2.0/26 via 10.0.9.2"),
         "kept in a's kernel: {}",
-        routes(a)
+        routes(&lab, a)
     );
     assert!(
-        routes(b).contains("10.244.1.0/26 via 10.0.9.1"),
+        routes(&lab, b).contains("10.244.1.0/26 via 10.0.9.1"),
         "b keeps a's routes: {}",
-        routes(b)
+        routes(&lab, b)
     );
-    lab.start(a, &config_a);
+    lab.start_ternd(a, ternd(), &config_a).unwrap();
     std::thread::sleep(Duration::from_secs(2));
     wait_for_route(&lab, a, "10.244.2.0/26 via 10.0.9.2");
-    assert!(routes(b).contains("10.244.1.0/26 via 10.0.9.1"));
+    assert!(routes(&lab, b).contains("10.244.1.0/26 via 10.0.9.1"));
     assert!(
-        lab.log(a).contains("adopted kernel routes"),
+        lab.log(a, "ternd.log").contains("adopted kernel routes"),
         "{}",
-        lab.log(a)
+        lab.log(a, "ternd.log")
     );
 
     // A changed configuration file is applied without a signal.
@@ -104,6 +118,6 @@ fn two_nodes_exchange_blocks_and_keep_them_across_a_graceful_restart() {
         ("node-b", "10.0.9.2"),
         "10.244.1.0/26, 10.244.5.0/26",
     );
-    lab.write_config(a, &grown);
+    lab.write_ternd_config(a, &grown).unwrap();
     wait_for_route(&lab, b, "10.244.5.0/26 via 10.0.9.1");
 }

@@ -4,9 +4,12 @@
 //!   [`sessions`], [`wait_established`];
 //! - routes a daemon received from a peer, with their AS paths: [`received_routes`];
 //! - a node's kernel routes by protocol (`ip -j route`): [`kernel_routes`];
-//! - pings from a node or pod with a deadline, counting lost packets: [`ping`];
+//! - pings from a node or pod with a deadline, counting lost packets: [`ping`], or in the
+//!   background while the test acts: [`Pinger`];
 //! - packet captures on a link, counted by IP protocol: [`Capture`];
-//! - polling with a deadline instead of fixed sleeps: [`wait_for`].
+//! - polling with a deadline instead of fixed sleeps: [`wait_for`], and [`eventually`], its
+//!   panicking sibling for a test's own condition;
+//! - asking a node's daemon anything, its output as text: [`vtysh`], [`birdc`], [`gobgp`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -51,6 +54,59 @@ pub fn wait_for<T>(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Polls `check` every 100 ms until it returns `Ok`; after `timeout` panics with `what` and the
+/// last reason `check` gave. For a test's own condition, where [`wait_for`]'s `Result` is only
+/// unwrapped.
+pub fn eventually(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> std::result::Result<(), String>,
+) {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(why) if start.elapsed() >= timeout => panic!("{what}: {why}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Asking a daemon.
+// ---------------------------------------------------------------------------------------------
+
+/// Runs a command in `node` and returns its stdout whatever its exit status (the daemons'
+/// clients print their complaints there, and a test matches on them).
+fn output_of<S: AsRef<str>>(lab: &Lab, node: &str, argv: &[S]) -> Result<(String, String)> {
+    let out = netns::output(&mut lab.command(node, argv)?)?;
+    Ok((
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// `vtysh -c COMMAND` against `node`'s FRR: its output.
+pub fn vtysh(lab: &Lab, node: &str, command: &str) -> Result<String> {
+    Ok(output_of(lab, node, &["vtysh", "-c", command])?.0)
+}
+
+/// `birdc COMMAND` against `node`'s BIRD (the command's words as birdc's arguments): its output.
+pub fn birdc(lab: &Lab, node: &str, command: &str) -> Result<String> {
+    let mut argv = vec!["birdc"];
+    argv.extend(command.split_whitespace());
+    Ok(output_of(lab, node, &argv)?.0)
+}
+
+/// `gobgp ARGS` against `node`'s GoBGP (its API listens on the node's own loopback): stdout and
+/// stderr together.
+pub fn gobgp(lab: &Lab, node: &str, args: &str) -> Result<String> {
+    let mut argv = vec!["gobgp"];
+    argv.extend(args.split_whitespace());
+    let (stdout, stderr) = output_of(lab, node, &argv)?;
+    Ok(stdout + &stderr)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -520,6 +576,36 @@ pub fn kernel_routes(lab: &Lab, target: &str, protocol: &str) -> Result<Vec<Kern
     Ok(routes)
 }
 
+/// The IPv4 routes of `target`'s main table with protocol `protocol`, as `ip route show proto
+/// PROTOCOL` prints them (`blackhole 10.244.1.0/26`, `10.244.2.0/26 via 10.0.9.2 dev eth1`): for
+/// tests that match route lines as an operator reads them. `-6` in `protocol`'s place is not
+/// supported; use [`kernel_routes`] for structured routes of both families.
+pub fn route_lines(lab: &Lab, target: &str, protocol: &str) -> Result<String> {
+    lab.exec(target, &["ip", "route", "show", "proto", protocol])
+}
+
+/// Waits until [`route_lines`] of `target` contain `wanted` (`10.244.2.0/26 via 10.0.9.2`).
+pub fn wait_route_line(
+    lab: &Lab,
+    target: &str,
+    protocol: &str,
+    wanted: &str,
+    timeout: Duration,
+) -> Result<()> {
+    wait_for(
+        &format!("{target}: a proto {protocol} route {wanted:?}"),
+        timeout,
+        || {
+            let lines = route_lines(lab, target, protocol)?;
+            if lines.contains(wanted) {
+                Ok(Some(()))
+            } else {
+                Err(Error::NotFound(format!("it has:\n{lines}")))
+            }
+        },
+    )
+}
+
 /// Waits until `target`'s kernel holds `prefix` with protocol `protocol`, and returns it.
 pub fn wait_kernel_route(
     lab: &Lab,
@@ -664,6 +750,72 @@ pub fn ping(
     let out = netns::output(&mut command)?;
     let text = String::from_utf8_lossy(&out.stdout);
     parse_ping(&text).ok_or_else(|| netns::failure(&command, &out))
+}
+
+/// A ping running in the background: an echo request every `interval` for `seconds` seconds,
+/// from a node or pod, while the test does something else (restarts a daemon). Dropping it
+/// unfinished kills the ping.
+#[derive(Debug)]
+pub struct Pinger {
+    child: Option<Child>,
+    command: String,
+}
+
+impl Pinger {
+    /// Starts `ping -n -q -i INTERVAL -w SECONDS DESTINATION` in `target`.
+    pub fn start(
+        lab: &Lab,
+        target: &str,
+        destination: IpAddr,
+        interval: Duration,
+        seconds: u32,
+    ) -> Result<Pinger> {
+        let ns = lab.netns(target)?;
+        let argv = [
+            "ping".to_string(),
+            "-n".into(),
+            "-q".into(),
+            "-i".into(),
+            interval.as_secs_f64().to_string(),
+            "-w".into(),
+            seconds.to_string(),
+            destination.to_string(),
+        ];
+        let mut command = netns::exec_command(&ns, &argv);
+        command.stdout(Stdio::piped()).stderr(Stdio::null());
+        let line = netns::command_line(&command);
+        let child = command.spawn().map_err(|source| Error::Spawn {
+            command: line.clone(),
+            source,
+        })?;
+        Ok(Pinger {
+            child: Some(child),
+            command: line,
+        })
+    }
+
+    /// Waits for the ping to end and returns how many echo requests were sent and answered.
+    pub fn finish(mut self) -> Result<PingReport> {
+        let child = self.child.take().expect("finished once");
+        let out = child.wait_with_output().map_err(|source| Error::Spawn {
+            command: self.command.clone(),
+            source,
+        })?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        parse_ping(&text).ok_or_else(|| Error::Parse {
+            command: self.command.clone(),
+            what: format!("no ping summary in {text:?}"),
+        })
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Reads `N packets transmitted, M received` from ping's summary.

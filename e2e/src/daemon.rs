@@ -227,8 +227,8 @@ fn log_stdio(path: &Path) -> Result<(Stdio, Stdio)> {
 }
 
 /// Spawns a long-running program in the node's namespace, in a process group of its own (so a
-/// terminal's Ctrl-C does not reach it), output to `log`.
-fn spawn(
+/// terminal's Ctrl-C does not reach it), output to `log`, and pushes it to `spawned`.
+pub fn spawn(
     node: &Node,
     netns: &str,
     argv: &[String],
@@ -343,6 +343,16 @@ fn user_ids(name: &str) -> Option<(u32, u32)> {
     })
 }
 
+/// Gives a file to user `frr` (FRR's daemons drop to it and must read their configs).
+pub fn chown_frr(path: &Path) -> Result<()> {
+    let (uid, gid) = user_ids("frr").ok_or_else(|| Error::Missing {
+        program: "user frr".into(),
+        why: "FRR's daemons drop to it".into(),
+        package: "frr".into(),
+    })?;
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| Error::io(path, e))
+}
+
 fn start_frr(node: &Node, netns: &str, dir: &Path, spawned: &mut Vec<Spawned>) -> Result<()> {
     let (uid, gid) = user_ids("frr").ok_or_else(|| Error::Missing {
         program: "user frr".into(),
@@ -370,88 +380,115 @@ fn start_frr(node: &Node, netns: &str, dir: &Path, spawned: &mut Vec<Spawned>) -
     .map_err(|e| Error::io(&boot, e))?;
     chown(&boot)?;
 
-    let zserv = dir.join("zserv.api");
     for daemon in frr_daemons(node)? {
-        let binary = Path::new(FRR_BIN).join(&daemon);
-        if !binary.is_file() {
-            return Err(daemon_error(
-                node,
-                format!(
-                    "{} is not installed (enabled in /etc/frr/daemons)",
-                    binary.display()
-                ),
-                None,
-            ));
+        start_frr_daemon(node, netns, dir, &daemon, spawned)?;
+    }
+    apply_frr_config(node, dir, &config)
+}
+
+/// Starts one FRR daemon (`zebra`, `bgpd`, ...) of `node` from the boot config in `dir` (written
+/// by the node's first start), and waits for its pid file and vty socket. A stale pid file or
+/// socket (from a daemon that was killed) is removed first.
+pub fn start_frr_daemon(
+    node: &Node,
+    netns: &str,
+    dir: &Path,
+    daemon: &str,
+    spawned: &mut Vec<Spawned>,
+) -> Result<()> {
+    let boot = dir.join("boot.conf");
+    let zserv = dir.join("zserv.api");
+    let binary = Path::new(FRR_BIN).join(daemon);
+    if !binary.is_file() {
+        return Err(daemon_error(
+            node,
+            format!(
+                "{} is not installed (enabled in /etc/frr/daemons)",
+                binary.display()
+            ),
+            None,
+        ));
+    }
+    let pid_file = dir.join(format!("{daemon}.pid"));
+    let vty = dir.join(format!("{daemon}.vty"));
+    for stale in [&pid_file, &vty] {
+        if let Err(error) = std::fs::remove_file(stale)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(Error::io(stale, error));
         }
-        let pid_file = dir.join(format!("{daemon}.pid"));
-        let log = dir.join(format!("{daemon}.log"));
-        let out = dir.join(format!("{daemon}.out"));
-        let (stdout, stderr) = log_stdio(&out)?;
-        let mut command = netns::exec_command(
-            netns,
-            &[
-                binary.display().to_string(),
-                "-d".into(),
-                "-f".into(),
-                boot.display().to_string(),
-                "-i".into(),
-                pid_file.display().to_string(),
-                "-z".into(),
-                zserv.display().to_string(),
-                "--vty_socket".into(),
-                dir.display().to_string(),
-                "-P".into(),
-                "0".into(),
-                "--log".into(),
-                format!("file:{}", log.display()),
-            ],
-        );
-        command
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .envs(&node.env);
-        let status = command.status().map_err(|source| Error::Spawn {
-            command: netns::command_line(&command),
-            source,
-        })?;
-        if !status.success() {
+    }
+    let log = dir.join(format!("{daemon}.log"));
+    let out = dir.join(format!("{daemon}.out"));
+    let (stdout, stderr) = log_stdio(&out)?;
+    let mut command = netns::exec_command(
+        netns,
+        &[
+            binary.display().to_string(),
+            "-d".into(),
+            "-f".into(),
+            boot.display().to_string(),
+            "-i".into(),
+            pid_file.display().to_string(),
+            "-z".into(),
+            zserv.display().to_string(),
+            "--vty_socket".into(),
+            dir.display().to_string(),
+            "-P".into(),
+            "0".into(),
+            "--log".into(),
+            format!("file:{}", log.display()),
+        ],
+    );
+    command
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .envs(&node.env);
+    let status = command.status().map_err(|source| Error::Spawn {
+        command: netns::command_line(&command),
+        source,
+    })?;
+    if !status.success() {
+        return Err(daemon_error(
+            node,
+            format!("{daemon} did not start ({status}): {}", tail(&out, 10)),
+            Some(&log),
+        ));
+    }
+    // The daemonized process writes its pid file; wait for it and for its vty socket.
+    let start = Instant::now();
+    let pid = loop {
+        let pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok());
+        if let Some(pid) = pid
+            && vty.exists()
+            && (daemon != "zebra" || zserv.exists())
+        {
+            break pid;
+        }
+        if start.elapsed() > READY_TIMEOUT {
+            if let Some(pid) = pid {
+                spawned.push(frr_record(node, netns, daemon, pid));
+            }
             return Err(daemon_error(
                 node,
-                format!("{daemon} did not start ({status}): {}", tail(&out, 10)),
+                format!("{daemon} not ready after {READY_TIMEOUT:?}"),
                 Some(&log),
             ));
         }
-        // The daemonized process writes its pid file; wait for it and for its vty socket.
-        let vty = dir.join(format!("{daemon}.vty"));
-        let start = Instant::now();
-        let pid = loop {
-            let pid = std::fs::read_to_string(&pid_file)
-                .ok()
-                .and_then(|text| text.trim().parse::<u32>().ok());
-            if let Some(pid) = pid
-                && vty.exists()
-                && (daemon != "zebra" || zserv.exists())
-            {
-                break pid;
-            }
-            if start.elapsed() > READY_TIMEOUT {
-                if let Some(pid) = pid {
-                    spawned.push(frr_record(node, netns, &daemon, pid));
-                }
-                return Err(daemon_error(
-                    node,
-                    format!("{daemon} not ready after {READY_TIMEOUT:?}"),
-                    Some(&log),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        spawned.push(frr_record(node, netns, &daemon, pid));
-    }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    spawned.push(frr_record(node, netns, daemon, pid));
+    Ok(())
+}
 
+/// Applies an integrated FRR config to the node's running daemons (`vtysh -f`), as FRR's own
+/// init does; a config FRR refuses is an error with vtysh's message.
+pub fn apply_frr_config(node: &Node, dir: &Path, config: &Path) -> Result<()> {
     let mut command = Command::new("vtysh");
-    command.arg("--vty_socket").arg(dir).arg("-f").arg(&config);
+    command.arg("--vty_socket").arg(dir).arg("-f").arg(config);
     let out = netns::output(&mut command)?;
     if !out.status.success() {
         let bind = node.config_bind().map(|b| b.host.display().to_string());

@@ -14,7 +14,8 @@
 //! - [`daemon`]: starting and stopping FRR, BIRD, GoBGP and ternd per node;
 //! - [`state`]: what a running lab owns, on disk, so another process can tear it down;
 //! - [`lab`]: `up`, `down` and `status`;
-//! - [`check`]: test helpers.
+//! - [`check`]: test helpers (and [`check::eventually`], the panicking poll tests use);
+//! - [`inside`]: run a closure on a thread inside a lab namespace (an in-process speaker).
 //!
 //! Everything the lab creates lives inside namespaces named `tern-<lab>-...`; nothing is ever
 //! created in, or changed on, the host's own namespace.
@@ -30,6 +31,7 @@ pub mod topology;
 pub use daemon::DaemonOptions;
 pub use error::{Error, Result};
 pub use lab::Lab;
+pub use netns::inside;
 pub use topology::{Topology, TopologyError};
 
 /// Whether this process may build a lab (it needs root).

@@ -213,6 +213,23 @@ pub fn set_master(ns: &str, iface: &str, bridge: &str) -> Result<()> {
     ip_in(ns, &["link", "set", iface, "master", bridge]).map(|_| ())
 }
 
+/// Runs `f` on a thread of its own that has entered namespace `ns`, and returns what it returns
+/// (a panic in `f` is passed on). Sockets `f` opens, and netlink sockets in particular, live in
+/// that namespace: this is how a test runs tern's speaker or route programmer in-process inside
+/// a lab node (`inside(&lab.netns("n1")?, || ...)`), with a tokio runtime built inside `f`.
+pub fn inside<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = Path::new(NETNS_DIR).join(ns);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path)
+            .unwrap_or_else(|e| panic!("namespace {}: {e}", path.display()));
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("entering namespace {}: {e}", path.display()));
+        f()
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -374,6 +374,19 @@ impl Topology {
         Ok(topology)
     }
 
+    /// The same topology under another lab name (the same rules as `name:`), so that tests
+    /// of one binary, which run in parallel, can each build their own copy of one file.
+    pub fn renamed(mut self, name: &str) -> Result<Self, TopologyError> {
+        let invalid = |what: String| TopologyError::Invalid {
+            file: self.file.clone(),
+            what,
+        };
+        check_name(name, 24).map_err(|why| invalid(format!("name {name:?}: {why}")))?;
+        self.name = name.to_string();
+        self.check_namespaces().map_err(invalid)?;
+        Ok(self)
+    }
+
     /// The namespace of a node (or bridge): `tern-<lab>-<node>`.
     pub fn netns(&self, node: &str) -> String {
         format!("tern-{}-{node}", self.name)

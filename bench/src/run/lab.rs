@@ -6,12 +6,13 @@
 //!  inj0 10.254.1.1/30 --- dut-inj 10.254.1.2/30
 //!                             dut-mon 10.254.2.1/30 --- mon0 10.254.2.2/30
 //! ```
-//! Dropping the [`Lab`] deletes the namespaces, and with them the veth pairs.
+//! Dropping the [`Lab`] deletes the namespaces, and with them the veth pairs. The namespaces and
+//! links are made with tern-e2e's netns helpers, through the crate's one namespace guard.
 
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
 
-use anyhow::{Context as _, bail};
+use tern_bench::harness::NamespaceGuard;
+use tern_e2e::netns;
 
 /// The injector's namespace.
 pub const INJECTOR_NS: &str = "tern-bench-inj";
@@ -39,40 +40,20 @@ pub const MONITOR_AS: u32 = 65002;
 /// The namespaces; deleted when dropped.
 #[derive(Debug)]
 pub struct Lab {
-    created: Vec<&'static str>,
+    _namespaces: NamespaceGuard,
 }
 
 impl Lab {
     /// Builds the lab. Namespaces left by a run that was killed outright are ours by name and
     /// are deleted first.
     pub fn create() -> anyhow::Result<Lab> {
-        let existing = String::from_utf8_lossy(&ip(&["netns", "list"])?).into_owned();
-        for ns in [INJECTOR_NS, DEVICE_NS, MONITOR_NS] {
-            if existing
-                .lines()
-                .any(|line| line.split_whitespace().next() == Some(ns))
-            {
-                eprintln!("deleting the namespace {ns} left by an earlier run");
-                ip(&["netns", "del", ns])?;
-            }
-        }
-        let mut lab = Lab {
-            created: Vec::new(),
-        };
-        for ns in [INJECTOR_NS, DEVICE_NS, MONITOR_NS] {
-            ip(&["netns", "add", ns])?;
-            lab.created.push(ns);
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
+        let namespaces = NamespaceGuard::create(&[INJECTOR_NS, DEVICE_NS, MONITOR_NS])?;
         let links = [
             (INJECTOR_NS, "inj0", DEVICE_NS, "dut-inj"),
             (DEVICE_NS, "dut-mon", MONITOR_NS, "mon0"),
         ];
         for (ns, name, peer_ns, peer) in links {
-            ip(&[
-                "-n", ns, "link", "add", name, "type", "veth", "peer", "name", peer, "netns",
-                peer_ns,
-            ])?;
+            netns::veth(ns, name, peer_ns, peer)?;
         }
         let addresses = [
             (INJECTOR_NS, "inj0", INJECTOR),
@@ -82,10 +63,11 @@ impl Lab {
         ];
         for (ns, device, address) in addresses {
             let cidr = format!("{address}/30");
-            ip(&["-n", ns, "addr", "add", &cidr, "dev", device])?;
-            ip(&["-n", ns, "link", "set", device, "up"])?;
+            netns::ip_in(ns, &["addr", "add", &cidr, "dev", device])?;
         }
-        Ok(lab)
+        Ok(Lab {
+            _namespaces: namespaces,
+        })
     }
 
     /// A command that runs `program` inside namespace `ns`. `ip netns exec` execs the program, so
@@ -95,31 +77,4 @@ impl Lab {
         command.args(["netns", "exec", ns, program]);
         command
     }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in self.created.drain(..).rev() {
-            if let Err(error) = ip(&["netns", "del", ns]) {
-                eprintln!("cannot delete the namespace {ns}: {error:#}");
-            }
-        }
-    }
-}
-
-/// Runs `ip` with `args` and returns its output.
-fn ip(args: &[&str]) -> anyhow::Result<Vec<u8>> {
-    let output = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run ip (install iproute2)")?;
-    if !output.status.success() {
-        bail!(
-            "ip {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(output.stdout)
 }

@@ -4,13 +4,13 @@
 //!   socket, with no library in between;
 //! - tern's route programmer (rtnetlink, requests pipelined), as ternd uses it.
 //!
-//! `cargo run --release -p tern-agent --example kernel_bench -- [COUNTS] [RUNS]`, as root; COUNTS
+//! `cargo run --release -p tern-bench --bin kernel_bench -- [COUNTS] [RUNS]`, as root; COUNTS
 //! is a comma list (default 100000,1000000), RUNS the runs per figure (default 3; medians).
 //! Everything happens in namespace `tern-kbench`, created here and removed at the end.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ipnetwork::{IpNetwork, Ipv4Network};
 use rtnetlink::packet_core::{
@@ -21,17 +21,10 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::route::RouteProtocol;
 use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use tern_agent::routes::{KernelRoute, NextHop, Programmer, RouteKind, RouteTag};
+use tern_bench::harness::{NamespaceGuard, median};
 
 const NS: &str = "tern-kbench";
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
-
-struct Namespace;
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", NS]).status();
-    }
-}
 
 fn ip(args: &str) {
     let status = Command::new("ip")
@@ -108,11 +101,6 @@ fn flush() {
     ip(&format!("-n {NS} route flush proto 12"));
 }
 
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
     let counts: Vec<u32> = args
@@ -132,20 +120,13 @@ fn main() {
         eprintln!("kernel_bench needs root: it creates the network namespace {NS}");
         std::process::exit(1);
     }
-    let _ = Command::new("ip")
-        .args(["netns", "del", NS])
-        .stderr(std::process::Stdio::null())
-        .status();
-    ip(&format!("netns add {NS}"));
-    let _guard = Namespace;
+    let _guard = NamespaceGuard::create(&[NS]).unwrap();
     ip(&format!("-n {NS} link add k0 type veth peer name k1"));
     ip(&format!("-n {NS} link set k0 up"));
     ip(&format!("-n {NS} link set k1 up"));
     ip(&format!("-n {NS} addr add 10.9.0.1/24 dev k0"));
 
-    let results = std::thread::spawn(move || {
-        let file = std::fs::File::open(format!("/run/netns/{NS}")).unwrap();
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    let results = tern_e2e::inside(NS, move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -184,12 +165,10 @@ fn main() {
                 assert_eq!(failed, 0, "tern's routes were refused");
             }
             flush();
-            results.push((count, median(floor), median(tern)));
+            results.push((count, median(&floor).unwrap(), median(&tern).unwrap()));
         }
         results
-    })
-    .join()
-    .unwrap();
+    });
 
     println!("| routes | floor (raw netlink, batched) | tern's route programmer | ratio |");
     println!("|---|---|---|---|");

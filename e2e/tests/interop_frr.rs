@@ -1,46 +1,43 @@
 //! tern's speaker with FRR 8.4 in the roles a Calico cluster meets: route reflector for FRR
 //! clients and client of an FRR reflector (iBGP, LOCAL_PREF, ORIGINATOR_ID, CLUSTER_LIST), TCP
 //! MD5 with GTSM, max-prefix, an IPv6 link-local session, and a peer restarting with graceful restart.
-
-mod common;
+//! The `speaker-frr` lab (e2e/topologies/speaker-frr.clab.yml), the speaker running in-process in
+//! its `tern` node.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Lab, eventually, inside, kill_bgpd, require_root, restart_bgpd, run, vtysh};
 use ipnetwork::IpNetwork;
 use tern_bgp::wire::Community;
 use tern_bgp::{MaxPrefix, MaxPrefixAction, PeerConfig, RouteEntry, Speaker, SpeakerConfig, State};
+use tern_e2e::check::{eventually, vtysh};
+use tern_e2e::{Lab, inside, require_root};
 
-const TERN: &str = "tern-t-if-tern";
-
-/// (namespace, last octet) of each FRR.
-const FRRS: [(&str, u8); 6] = [
-    ("tern-t-if-a", 1),
-    ("tern-t-if-b", 2),
-    ("tern-t-if-rr", 3),
-    ("tern-t-if-c", 4),
-    ("tern-t-if-md5", 5),
-    ("tern-t-if-max", 6),
-];
-
-fn frr_conf(n: u8, body: &str) -> String {
-    format!("frr defaults traditional\nhostname frr{n}\n!\n{body}\n!\n")
+/// The lab: e2e/topologies/speaker-frr.clab.yml.
+fn topology() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/speaker-frr.clab.yml")
 }
 
-fn client_a(announce_second: bool) -> String {
-    let second = if announce_second {
-        "  network 198.51.101.0/24 route-map LP\n"
-    } else {
-        ""
-    };
-    frr_conf(
-        1,
-        &format!(
-            "route-map LP permit 10\n set local-preference 200\n set community 65010:1\n!\nrouter bgp 65010\n bgp router-id 10.0.8.1\n bgp graceful-restart\n no bgp network import-check\n neighbor 10.0.8.10 remote-as 65010\n address-family ipv4 unicast\n  network 198.51.100.0/24 route-map LP\n{second} exit-address-family\n"
-        ),
-    )
-}
+/// Client A's config when it comes back from its crash: one of its two routes only.
+const CLIENT_A_RESTARTED: &str = "frr defaults traditional
+hostname frr1
+!
+route-map LP permit 10
+ set local-preference 200
+ set community 65010:1
+!
+router bgp 65010
+ bgp router-id 10.0.8.1
+ bgp graceful-restart
+ no bgp network import-check
+ neighbor 10.0.8.10 remote-as 65010
+ address-family ipv4 unicast
+  network 198.51.100.0/24 route-map LP
+ exit-address-family
+!
+";
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
@@ -115,95 +112,18 @@ fn tern_with_frr_as_reflector_and_client_with_md5_max_prefix_link_local_and_grac
     if !require_root() {
         return;
     }
-    let ll = "tern-t-if-ll";
-    let mut names = vec![TERN, ll];
-    names.extend(FRRS.iter().map(|f| f.0));
-    let mut lab = Lab::new(&names);
-    let switch = "tern-t-if-sw";
-    lab.bridge(switch);
-    lab.plug(TERN, "eth0", "10.0.8.10/24", switch, "p10");
-    for (ns, n) in FRRS {
-        lab.plug(
-            ns,
-            "eth0",
-            &format!("10.0.8.{n}/24"),
-            switch,
-            &format!("p{n}"),
-        );
-    }
-    lab.veth(TERN, "ll0", ll, "eth0");
-    run(&[
-        "ip",
-        "-n",
-        TERN,
-        "-6",
-        "addr",
-        "add",
-        "fe80::10/64",
-        "dev",
-        "ll0",
-        "nodad",
-    ]);
-    run(&[
-        "ip",
-        "-n",
-        ll,
-        "-6",
-        "addr",
-        "add",
-        "fe80::7/64",
-        "dev",
-        "eth0",
-        "nodad",
-    ]);
-
-    let a = lab.start_frr("tern-t-if-a", &client_a(true));
-    let b = lab.start_frr(
-        "tern-t-if-b",
-        &frr_conf(
-            2,
-            "router bgp 65010\n bgp router-id 10.0.8.2\n neighbor 10.0.8.10 remote-as 65010\n",
-        ),
-    );
-    let rr = lab.start_frr(
-        "tern-t-if-rr",
-        &frr_conf(3, "router bgp 65010\n bgp router-id 10.0.8.3\n neighbor 10.0.8.10 remote-as 65010\n neighbor 10.0.8.4 remote-as 65010\n address-family ipv4 unicast\n  neighbor 10.0.8.10 route-reflector-client\n  neighbor 10.0.8.4 route-reflector-client\n exit-address-family\n"),
-    );
-    let c = lab.start_frr(
-        "tern-t-if-c",
-        &frr_conf(4, "router bgp 65010\n bgp router-id 10.0.8.4\n no bgp network import-check\n neighbor 10.0.8.3 remote-as 65010\n address-family ipv4 unicast\n  network 203.0.113.0/24\n exit-address-family\n"),
-    );
-    let md5 = lab.start_frr(
-        "tern-t-if-md5",
-        &frr_conf(5, "router bgp 65005\n bgp router-id 10.0.8.5\n no bgp ebgp-requires-policy\n neighbor 10.0.8.10 remote-as 65010\n neighbor 10.0.8.10 password s3cret-key\n neighbor 10.0.8.10 ttl-security hops 1\n"),
-    );
-    let networks: String = (0..5)
-        .map(|i| format!("  network 192.0.2.{}/32\n", i * 8))
-        .collect();
-    lab.start_frr(
-        "tern-t-if-max",
-        &frr_conf(6, &format!("router bgp 65006\n bgp router-id 10.0.8.6\n no bgp ebgp-requires-policy\n no bgp network import-check\n neighbor 10.0.8.10 remote-as 65010\n address-family ipv4 unicast\n{networks} exit-address-family\n")),
-    );
-    let ll_frr = lab.start_frr(
-        ll,
-        &frr_conf(7, "router bgp 65007\n bgp router-id 10.0.8.7\n no bgp ebgp-requires-policy\n no bgp network import-check\n no bgp default ipv4-unicast\n neighbor fe80::10 remote-as 65010\n neighbor fe80::10 interface eth0\n address-family ipv6 unicast\n  network 2001:db8:700::/48\n  neighbor fe80::10 activate\n exit-address-family\n"),
-    );
-    let ll_index: u32 = run(&["ip", "-n", TERN, "-o", "link", "show", "ll0"])
+    let lab = Lab::up(topology()).unwrap();
+    let tern = lab.netns("tern").unwrap();
+    let ll_index: u32 = lab
+        .exec("tern", &["ip", "-o", "link", "show", "ll0"])
+        .unwrap()
         .split(':')
         .next()
         .and_then(|n| n.trim().parse().ok())
         .unwrap();
-
-    let lab_dirs = (
-        a.clone(),
-        b.clone(),
-        rr.clone(),
-        c.clone(),
-        md5.clone(),
-        ll_frr.clone(),
-    );
-    inside(TERN, move || {
-        let (a, b, rr, c, md5, ll_frr) = lab_dirs;
+    // Shared with the speaker's thread; locked only while asking FRR or restarting it.
+    let lab = Arc::new(Mutex::new(lab));
+    inside(&tern, move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -326,19 +246,25 @@ fn tern_with_frr_as_reflector_and_client_with_md5_max_prefix_link_local_and_grac
                 other => panic!("IPv4 next hop for an IPv6 route: {other:?}"),
             }
 
+            let lab_check = lab.clone();
             blocking(move || {
-                eventually(30, "B gets A's route reflected", || {
-                    let json = vtysh(&b, "show ip bgp 198.51.100.0/24 json");
-                    let ok = json.contains("\"originatorId\":\"10.0.8.1\"")
-                        && json.contains("10.0.8.10")
-                        && json.contains("\"locPrf\":200");
-                    if ok { Ok(()) } else { Err(json) }
-                });
+                let lab = lab_check.lock().unwrap();
                 eventually(
-                    30,
+                    Duration::from_secs(30),
+                    "B gets A's route reflected",
+                    || {
+                        let json = vtysh(&lab, "b", "show ip bgp 198.51.100.0/24 json").unwrap();
+                        let ok = json.contains("\"originatorId\":\"10.0.8.1\"")
+                            && json.contains("10.0.8.10")
+                            && json.contains("\"locPrf\":200");
+                        if ok { Ok(()) } else { Err(json) }
+                    },
+                );
+                eventually(
+                    Duration::from_secs(30),
                     "FRR's reflector passes our block to C with us as originator",
                     || {
-                        let json = vtysh(&c, "show ip bgp 10.244.8.0/26 json");
+                        let json = vtysh(&lab, "c", "show ip bgp 10.244.8.0/26 json").unwrap();
                         if json.contains("\"originatorId\":\"10.0.8.10\"") {
                             Ok(())
                         } else {
@@ -346,19 +272,24 @@ fn tern_with_frr_as_reflector_and_client_with_md5_max_prefix_link_local_and_grac
                         }
                     },
                 );
-                eventually(30, "the MD5 peer holds our block", || {
-                    let t = vtysh(&md5, "show ip bgp");
-                    if t.contains("10.244.8.0/26") {
-                        Ok(())
-                    } else {
-                        Err(t)
-                    }
-                });
                 eventually(
-                    30,
+                    Duration::from_secs(30),
+                    "the MD5 peer holds our block",
+                    || {
+                        let t = vtysh(&lab, "md5", "show ip bgp").unwrap();
+                        if t.contains("10.244.8.0/26") {
+                            Ok(())
+                        } else {
+                            Err(t)
+                        }
+                    },
+                );
+                eventually(
+                    Duration::from_secs(30),
                     "the link-local peer holds our IPv6 block with a link-local next hop",
                     || {
-                        let json = vtysh(&ll_frr, "show bgp ipv6 unicast fd00:244:8::/122 json");
+                        let json = vtysh(&lab, "ll", "show bgp ipv6 unicast fd00:244:8::/122 json")
+                            .unwrap();
                         if json.contains("fe80::10") {
                             Ok(())
                         } else {
@@ -366,14 +297,15 @@ fn tern_with_frr_as_reflector_and_client_with_md5_max_prefix_link_local_and_grac
                         }
                     },
                 );
-                let _ = rr;
             })
             .await
             .unwrap();
 
             // Graceful restart: A crashes; its routes stay (stale) while it is away.
-            let a_dir = a.clone();
-            blocking(move || kill_bgpd(&a_dir)).await.unwrap();
+            let lab_a = lab.clone();
+            blocking(move || lab_a.lock().unwrap().crash_frr_daemon("a", "bgpd").unwrap())
+                .await
+                .unwrap();
             wait_state(&speaker, "10.0.8.1", "A's session to drop", |s, _| {
                 s != State::Established
             })
@@ -386,10 +318,16 @@ fn tern_with_frr_as_reflector_and_client_with_md5_max_prefix_link_local_and_grac
                 );
             }
             // A comes back announcing only one of the two: after its End-of-RIB the other goes.
-            let a_dir = a.clone();
-            blocking(move || restart_bgpd("tern-t-if-a", &a_dir, &client_a(false)))
-                .await
-                .unwrap();
+            let lab_a = lab.clone();
+            blocking(move || {
+                lab_a
+                    .lock()
+                    .unwrap()
+                    .restart_frr_daemon("a", "bgpd", CLIENT_A_RESTARTED)
+                    .unwrap()
+            })
+            .await
+            .unwrap();
             wait_state(&speaker, "10.0.8.1", "A back", |s, _| {
                 s == State::Established
             })
@@ -403,8 +341,10 @@ fn tern_with_frr_as_reflector_and_client_with_md5_max_prefix_link_local_and_grac
                 },
             )
             .await;
-            let a_dir = a.clone();
-            blocking(move || kill_bgpd(&a_dir)).await.unwrap();
+            let lab_a = lab.clone();
+            blocking(move || lab_a.lock().unwrap().crash_frr_daemon("a", "bgpd").unwrap())
+                .await
+                .unwrap();
             speaker.shutdown(false).await.unwrap();
         });
     });

@@ -16,9 +16,8 @@
 //! the preload; monitor 2 waits for A and B and gives the end instant. Set B starts once ternd
 //! has advertised all of A to monitor 2 and the machine has settled.
 //!
-//! `cargo build --release -p tern-agent --bins --example list_during_ingest && cargo build
-//! --release -p tern-bench`, then as root `target/release/examples/list_during_ingest [COUNT]
-//! [RUNS] [PAGE_SIZE]` (1000000, 3 and ternd's default, 1000). Namespaces `tern-lri-a`,
+//! `cargo build --release -p tern-agent --bins && cargo build --release -p tern-bench`, then as
+//! root `target/release/list_during_ingest [COUNT] [RUNS] [PAGE_SIZE]` (1000000, 3 and ternd's default, 1000). Namespaces `tern-lri-a`,
 //! `tern-lri-b`, `tern-lri-mon` and `tern-lri-dut` are created here and removed after each run,
 //! also when it fails; every address lives inside them, and only processes started here are
 //! stopped, by their PID.
@@ -26,7 +25,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -34,6 +33,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
+use tern_bench::harness::{NamespaceGuard, median, sibling};
 use tern_proto::v1 as pb;
 use tern_proto::v1::peer_service_client::PeerServiceClient;
 use tern_proto::v1::route_service_client::RouteServiceClient;
@@ -82,15 +82,6 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn delete_namespaces() {
-    for ns in NAMESPACES {
-        let _ = Command::new("ip")
-            .args(["netns", "del", ns])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
 /// With or without the concurrent listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -101,29 +92,17 @@ enum Mode {
 }
 
 /// The namespaces and processes of one run, removed when dropped.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Run {
-    children: Vec<Child>,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        delete_namespaces();
-    }
+    namespaces: NamespaceGuard,
 }
 
 impl Run {
     /// Builds the namespaces and links: one link from ternd's namespace to each other.
     fn build() -> anyhow::Result<Run> {
-        delete_namespaces();
-        let run = Run::default();
-        for ns in NAMESPACES {
-            ip(&["netns", "add", ns])?;
-        }
+        let run = Run {
+            namespaces: NamespaceGuard::create(&NAMESPACES)?,
+        };
         for (ns, side, address, dut_address, prefix) in [
             (A_NS, "to-a", INJECTOR_A, DUT_A_SIDE, "/30"),
             (B_NS, "to-b", INJECTOR_B, DUT_B_SIDE, "/30"),
@@ -189,7 +168,7 @@ impl Run {
             .with_context(|| format!("cannot start {}", program.display()))?;
         let pid = child.id();
         let stdout = child.stdout.take().context("no stdout")?;
-        self.children.push(child);
+        self.namespaces.adopt(child);
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -565,28 +544,17 @@ fn one_run(
     })
 }
 
-fn median<T: Copy + PartialOrd>(values: &[T]) -> Option<T> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    sorted.get(sorted.len() / 2).copied()
-}
-
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let count: u32 = args.next().map_or(Ok(1_000_000), |c| c.parse())?;
     let runs: usize = args.next().map_or(Ok(3), |r| r.parse())?;
     // 0 leaves the page size to ternd.
     let page_size: u32 = args.next().map_or(Ok(0), |p| p.parse())?;
-    let bin: PathBuf = std::env::current_exe()?
+    let bin: PathBuf = sibling("ternd")?
         .parent()
-        .and_then(Path::parent)
-        .context("cannot find target/release")?
+        .context("ternd has no folder")?
         .to_owned();
-    for program in ["ternd", "tern-bench"] {
-        if !bin.join(program).exists() {
-            bail!("build {program} first (see the file's header)");
-        }
-    }
+    sibling("tern-bench")?;
     let ticks: f64 = Command::new("getconf")
         .arg("CLK_TCK")
         .output()

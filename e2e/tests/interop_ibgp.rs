@@ -1,48 +1,22 @@
 //! tern's speaker in iBGP with BIRD 2 and GoBGP over IPv4 and IPv6: LOCAL_PREF travels both ways,
-//! and internal routes are not passed between internal peers unless reflected.
-
-mod common;
+//! and internal routes are not passed between internal peers unless reflected. The `speaker-ibgp`
+//! lab (e2e/topologies/speaker-ibgp.clab.yml), the speaker running in-process in its `tern` node.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Lab, birdc, eventually, gobgp, inside, require_root, run};
 use ipnetwork::IpNetwork;
 use tern_bgp::wire::Community;
 use tern_bgp::{PeerConfig, Speaker, SpeakerConfig, State};
+use tern_e2e::check::{birdc, eventually, gobgp};
+use tern_e2e::{Lab, inside, require_root};
 
-const TERN: &str = "tern-t-ib-tern";
-const BIRD_NS: &str = "tern-t-ib-bird";
-const GOBGP_NS: &str = "tern-t-ib-gobgp";
-
-const BIRD_CONF: &str = r#"
-router id 10.0.9.2;
-protocol device {}
-protocol static s4 { ipv4; route 192.0.2.0/26 blackhole { bgp_local_pref = 250; bgp_community.add((65010,2)); }; }
-protocol static s6 { ipv6; route 2001:db8:2::/48 blackhole { bgp_local_pref = 260; }; }
-protocol bgp tern4 { local 10.0.9.2 as 65010; neighbor 10.0.9.10 as 65010; ipv4 { import all; export all; next hop self; }; }
-protocol bgp tern6 { local fd00:9::2 as 65010; neighbor fd00:9::10 as 65010; ipv6 { import all; export all; next hop self; }; }
-"#;
-
-const GOBGP_CONF: &str = r#"
-[global.config]
-  as = 65010
-  router-id = "10.0.9.3"
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "10.0.9.10"
-    peer-as = 65010
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "fd00:9::10"
-    peer-as = 65010
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
-"#;
+/// The lab: e2e/topologies/speaker-ibgp.clab.yml.
+fn topology() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/speaker-ibgp.clab.yml")
+}
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
@@ -57,35 +31,9 @@ fn tern_in_ibgp_with_bird_and_gobgp_carries_local_pref_both_ways() {
     if !require_root() {
         return;
     }
-    let mut lab = Lab::new(&[TERN, BIRD_NS, GOBGP_NS]);
-    lab.bridge("tern-t-ib-sw");
-    for (i, (ns, n)) in [(TERN, 10), (BIRD_NS, 2), (GOBGP_NS, 3)]
-        .into_iter()
-        .enumerate()
-    {
-        lab.plug(
-            ns,
-            "eth0",
-            &format!("10.0.9.{n}/24"),
-            "tern-t-ib-sw",
-            &format!("p{i}"),
-        );
-        run(&[
-            "ip",
-            "-n",
-            ns,
-            "-6",
-            "addr",
-            "add",
-            &format!("fd00:9::{n}/64"),
-            "dev",
-            "eth0",
-            "nodad",
-        ]);
-    }
-    let bird = lab.start_bird(BIRD_NS, BIRD_CONF);
-    lab.start_gobgp(GOBGP_NS, GOBGP_CONF);
-    inside(TERN, move || {
+    let lab = Arc::new(Lab::up(topology()).unwrap());
+    let tern = lab.netns("tern").unwrap();
+    inside(&tern, move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -127,20 +75,22 @@ fn tern_in_ibgp_with_bird_and_gobgp_carries_local_pref_both_ways() {
                 assert!(tokio::time::Instant::now() < deadline, "sessions not up");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            tokio::task::spawn_blocking(|| {
-                run(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    GOBGP_NS,
-                    "gobgp",
-                    "global",
-                    "rib",
-                    "add",
-                    "203.0.113.0/26",
-                    "local-pref",
-                    "300",
-                ]);
+            let lab_gobgp = lab.clone();
+            tokio::task::spawn_blocking(move || {
+                lab_gobgp
+                    .exec(
+                        "gobgp",
+                        &[
+                            "gobgp",
+                            "global",
+                            "rib",
+                            "add",
+                            "203.0.113.0/26",
+                            "local-pref",
+                            "300",
+                        ],
+                    )
+                    .unwrap();
             })
             .await
             .unwrap();
@@ -173,21 +123,25 @@ fn tern_in_ibgp_with_bird_and_gobgp_carries_local_pref_both_ways() {
 
             // Ours reach them with LOCAL_PREF 100; neither gets the other's route (iBGP split horizon).
             tokio::task::spawn_blocking(move || {
-                eventually(30, "BIRD holds our block with LOCAL_PREF", || {
-                    let r = birdc(&bird, "show route 10.244.9.0/26 all");
-                    let split = birdc(&bird, "show route 203.0.113.0/26");
-                    if r.contains("BGP.local_pref: 100")
-                        && r.contains("(65010,9)")
-                        && !split.contains("203.0.113.0/26")
-                    {
-                        Ok(())
-                    } else {
-                        Err(format!("{r}\n{split}"))
-                    }
-                });
-                eventually(30, "GoBGP holds our blocks", || {
-                    let r = gobgp(GOBGP_NS, "global rib");
-                    let r6 = gobgp(GOBGP_NS, "global rib -a ipv6");
+                eventually(
+                    Duration::from_secs(30),
+                    "BIRD holds our block with LOCAL_PREF",
+                    || {
+                        let r = birdc(&lab, "bird", "show route 10.244.9.0/26 all").unwrap();
+                        let split = birdc(&lab, "bird", "show route 203.0.113.0/26").unwrap();
+                        if r.contains("BGP.local_pref: 100")
+                            && r.contains("(65010,9)")
+                            && !split.contains("203.0.113.0/26")
+                        {
+                            Ok(())
+                        } else {
+                            Err(format!("{r}\n{split}"))
+                        }
+                    },
+                );
+                eventually(Duration::from_secs(30), "GoBGP holds our blocks", || {
+                    let r = gobgp(&lab, "gobgp", "global rib").unwrap();
+                    let r6 = gobgp(&lab, "gobgp", "global rib -a ipv6").unwrap();
                     if r.contains("10.244.9.0/26")
                         && !r.contains("192.0.2.0/26")
                         && r6.contains("fd00:244:9::/122")

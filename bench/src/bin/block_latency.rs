@@ -3,71 +3,34 @@
 //! kernel, seen by a netlink listener inside n2's namespace. 100 adds and 100 removals; p50 and
 //! p99.
 //!
-//! `cargo build --release -p tern-agent --bins --example block_latency` then, as root,
-//! `target/release/examples/block_latency`. It uses the ternd next to it (target/release/ternd).
+//! `cargo build --release -p tern-agent --bins && cargo build --release -p tern-bench --bin
+//! block_latency` then, as root, `target/release/block_latency`. It uses the ternd next to it
+//! (target/release/ternd).
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use ipnetwork::IpNetwork;
-use rtnetlink::packet_core::NetlinkPayload;
-use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
-use rtnetlink::sys::{AsyncSocket, SocketAddr};
+use tern_bench::harness::{listen_routes, sibling};
 use tern_e2e::daemon::DaemonOptions;
 use tern_e2e::lab::Lab;
 use tern_proto::v1::block_service_client::BlockServiceClient;
 use tern_proto::v1::{AddBlockRequest, RemoveBlockRequest};
 use tonic::transport::Channel;
 
-/// RTMGRP_IPV4_ROUTE.
-const ROUTE_GROUP: u32 = 0x40;
-
-fn prefix_of(message: &RouteMessage) -> Option<IpNetwork> {
-    let destination = message.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
-        _ => None,
-    })?;
-    IpNetwork::new(destination, message.header.destination_prefix_length).ok()
-}
-
-/// Listens to route changes inside `namespace` and sends (time, prefix, added).
+/// Listens to route changes of protocol 12 inside `namespace` and sends (time, prefix, added).
 fn listen(namespace: String, events: mpsc::Sender<(Instant, IpNetwork, bool)>) {
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(format!("/run/netns/{namespace}")).unwrap();
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let (mut connection, _handle, mut messages) = rtnetlink::new_connection().unwrap();
-            connection
-                .socket_mut()
-                .socket_mut()
-                .bind(&SocketAddr::new(0, ROUTE_GROUP))
-                .unwrap();
-            tokio::spawn(connection);
-            while let Some((message, _)) = messages.next().await {
-                let now = Instant::now();
-                let (route, added) = match message.payload {
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => (r, true),
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(r)) => (r, false),
-                    _ => continue,
-                };
-                if u8::from(route.header.protocol) != 12 {
-                    continue;
-                }
-                if let Some(prefix) = prefix_of(&route)
-                    && events.send((now, prefix, added)).is_err()
-                {
-                    return;
-                }
-            }
-        });
+    listen_routes(&namespace, move |event| {
+        let now = Instant::now();
+        if event.protocol != 12 {
+            return true;
+        }
+        let Ok(prefix) = IpNetwork::new(IpAddr::V4(event.destination), event.prefix_len) else {
+            return true;
+        };
+        events.send((now, prefix, event.added)).is_ok()
     });
 }
 
@@ -107,17 +70,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let ternd = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("ternd");
-    assert!(
-        ternd.exists(),
-        "build ternd first: cargo build --release -p tern-agent --bins"
-    );
+    let ternd = sibling("ternd").unwrap();
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/topologies/mesh3.clab.yml");
     let lab = Lab::up_with(
         &file,

@@ -1,94 +1,24 @@
-//! tern's BGP speaker against FRR 8.4, BIRD 2 and GoBGP (Debian's packages) on one segment, in
-//! namespaces this test creates: eBGP sessions over IPv4 and IPv6, routes both ways with their
+//! tern's BGP speaker against FRR 8.4, BIRD 2 and GoBGP (Debian's packages) on one segment, the
+//! `speaker-ebgp` lab (e2e/topologies/speaker-ebgp.clab.yml), the speaker running in-process in
+//! the lab's `tern` node: eBGP sessions over IPv4 and IPv6, routes both ways with their
 //! attributes (communities, large communities, MED), routes passed on between the daemons through
 //! tern, and withdrawals.
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Lab, birdc, eventually, gobgp, inside, require_root, run, vtysh};
 use ipnetwork::IpNetwork;
 use tern_bgp::wire::{Community, LargeCommunity};
 use tern_bgp::{PeerConfig, Speaker, SpeakerConfig, State};
+use tern_e2e::check::{birdc, eventually, gobgp, vtysh};
+use tern_e2e::{Lab, inside, require_root};
 
-const TERN: &str = "tern-t-io-tern";
-const FRR_NS: &str = "tern-t-io-frr";
-const BIRD_NS: &str = "tern-t-io-bird";
-const GOBGP_NS: &str = "tern-t-io-gobgp";
-
-const FRR_CONF: &str = "
-frr defaults traditional
-hostname frr
-!
-route-map TAG permit 10
- set community 65001:100
- set large-community 65001:1:1
- set metric 50
-!
-router bgp 65001
- bgp router-id 10.0.7.1
- no bgp ebgp-requires-policy
- no bgp network import-check
- no bgp default ipv4-unicast
- neighbor 10.0.7.10 remote-as 65010
- neighbor fd00:7::10 remote-as 65010
- address-family ipv4 unicast
-  network 198.51.100.0/24 route-map TAG
-  neighbor 10.0.7.10 activate
- exit-address-family
- address-family ipv6 unicast
-  network 2001:db8:100::/48 route-map TAG
-  neighbor fd00:7::10 activate
- exit-address-family
-!
-";
-
-const BIRD_CONF: &str = r#"
-router id 10.0.7.2;
-protocol device {}
-protocol static s4 {
-  ipv4;
-  route 192.0.2.128/25 blackhole { bgp_community.add((65002,200)); bgp_large_community.add((65002,2,2)); };
+/// The lab: e2e/topologies/speaker-ebgp.clab.yml.
+fn topology() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/speaker-ebgp.clab.yml")
 }
-protocol static s6 {
-  ipv6;
-  route 2001:db8:200::/48 blackhole { bgp_community.add((65002,600)); };
-}
-protocol bgp tern4 {
-  local 10.0.7.2 as 65002;
-  neighbor 10.0.7.10 as 65010;
-  # BIRD sends MED to an external peer only when the export filter sets it.
-  ipv4 { import all; export filter { if net = 192.0.2.128/25 then bgp_med = 20; accept; }; };
-}
-protocol bgp tern6 {
-  local fd00:7::2 as 65002;
-  neighbor fd00:7::10 as 65010;
-  ipv6 { import all; export all; };
-}
-"#;
-
-const GOBGP_CONF: &str = r#"
-[global.config]
-  as = 65003
-  router-id = "10.0.7.3"
-  port = 179
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "10.0.7.10"
-    peer-as = 65010
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "fd00:7::10"
-    peer-as = 65010
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
-"#;
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
@@ -111,40 +41,11 @@ fn tern_exchanges_routes_with_frr_bird_and_gobgp_over_ipv4_and_ipv6() {
     if !require_root() {
         return;
     }
-    let mut lab = Lab::new(&[TERN, FRR_NS, BIRD_NS, GOBGP_NS]);
-    let switch = "tern-t-io-sw";
-    lab.bridge(switch);
-    for (i, (ns, n)) in [(TERN, 10), (FRR_NS, 1), (BIRD_NS, 2), (GOBGP_NS, 3)]
-        .into_iter()
-        .enumerate()
-    {
-        lab.plug(
-            ns,
-            "eth0",
-            &format!("10.0.7.{n}/24"),
-            switch,
-            &format!("p{i}"),
-        );
-        run(&[
-            "ip",
-            "-n",
-            ns,
-            "-6",
-            "addr",
-            "add",
-            &format!("fd00:7::{n}/64"),
-            "dev",
-            "eth0",
-            "nodad",
-        ]);
-    }
-    let frr = lab.start_frr(FRR_NS, FRR_CONF);
-    let bird = lab.start_bird(BIRD_NS, BIRD_CONF);
-    lab.start_gobgp(GOBGP_NS, GOBGP_CONF);
-
-    let frr_check = frr.clone();
-    let bird_check = bird.clone();
-    inside(TERN, move || {
+    let lab = Arc::new(Lab::up(topology()).unwrap());
+    let tern = lab.netns("tern").unwrap();
+    let lab_check = lab.clone();
+    inside(&tern, move || {
+        let lab = lab_check;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -192,37 +93,39 @@ fn tern_exchanges_routes_with_frr_bird_and_gobgp_over_ipv4_and_ipv6() {
                 );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            tokio::task::spawn_blocking(|| {
-                run(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    GOBGP_NS,
+            let lab_gobgp = lab.clone();
+            tokio::task::spawn_blocking(move || {
+                let lab = lab_gobgp;
+                lab.exec(
                     "gobgp",
-                    "global",
-                    "rib",
-                    "add",
-                    "203.0.113.0/24",
-                    "community",
-                    "65003:300",
-                    "med",
-                    "30",
-                ]);
-                run(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    GOBGP_NS,
+                    &[
+                        "gobgp",
+                        "global",
+                        "rib",
+                        "add",
+                        "203.0.113.0/24",
+                        "community",
+                        "65003:300",
+                        "med",
+                        "30",
+                    ],
+                )
+                .unwrap();
+                lab.exec(
                     "gobgp",
-                    "global",
-                    "rib",
-                    "-a",
-                    "ipv6",
-                    "add",
-                    "2001:db8:300::/48",
-                    "community",
-                    "65003:600",
-                ]);
+                    &[
+                        "gobgp",
+                        "global",
+                        "rib",
+                        "-a",
+                        "ipv6",
+                        "add",
+                        "2001:db8:300::/48",
+                        "community",
+                        "65003:600",
+                    ],
+                )
+                .unwrap();
             })
             .await
             .unwrap();
@@ -296,41 +199,52 @@ fn tern_exchanges_routes_with_frr_bird_and_gobgp_over_ipv4_and_ipv6() {
             );
 
             // Our routes, and those passed on through us, reach every daemon with their attributes.
+            let lab_check = lab.clone();
             tokio::task::spawn_blocking(move || {
-                eventually(30, "FRR holds our block and BIRD's route", || {
-                    let table = vtysh(&frr_check, "show ip bgp 10.244.7.0/26");
-                    let via_us = vtysh(&frr_check, "show ip bgp 192.0.2.128/25");
-                    let ok = table.contains("65010:7")
-                        && via_us.contains("65010 65002")
-                        && via_us.contains("65002:200");
-                    if ok {
-                        Ok(())
-                    } else {
-                        Err(format!("{table}\n{via_us}"))
-                    }
-                });
-                eventually(30, "FRR holds our IPv6 block", || {
-                    let table = vtysh(&frr_check, "show bgp ipv6 unicast fd00:244:7::/122");
+                let lab = lab_check;
+                eventually(
+                    Duration::from_secs(30),
+                    "FRR holds our block and BIRD's route",
+                    || {
+                        let table = vtysh(&lab, "frr", "show ip bgp 10.244.7.0/26").unwrap();
+                        let via_us = vtysh(&lab, "frr", "show ip bgp 192.0.2.128/25").unwrap();
+                        let ok = table.contains("65010:7")
+                            && via_us.contains("65010 65002")
+                            && via_us.contains("65002:200");
+                        if ok {
+                            Ok(())
+                        } else {
+                            Err(format!("{table}\n{via_us}"))
+                        }
+                    },
+                );
+                eventually(Duration::from_secs(30), "FRR holds our IPv6 block", || {
+                    let table =
+                        vtysh(&lab, "frr", "show bgp ipv6 unicast fd00:244:7::/122").unwrap();
                     if table.contains("65010:6") {
                         Ok(())
                     } else {
                         Err(table)
                     }
                 });
-                eventually(30, "BIRD holds our block and FRR's route", || {
-                    let ours = birdc(&bird_check, "show route 10.244.7.0/26 all");
-                    let frr = birdc(&bird_check, "show route 198.51.100.0/24 all");
-                    let ok = ours.contains("(65010,7)")
-                        && frr.contains("65010 65001")
-                        && frr.contains("(65001, 1, 1)");
-                    if ok {
-                        Ok(())
-                    } else {
-                        Err(format!("{ours}\n{frr}"))
-                    }
-                });
-                eventually(30, "GoBGP holds our block", || {
-                    let rib = gobgp(GOBGP_NS, "global rib");
+                eventually(
+                    Duration::from_secs(30),
+                    "BIRD holds our block and FRR's route",
+                    || {
+                        let ours = birdc(&lab, "bird", "show route 10.244.7.0/26 all").unwrap();
+                        let frr = birdc(&lab, "bird", "show route 198.51.100.0/24 all").unwrap();
+                        let ok = ours.contains("(65010,7)")
+                            && frr.contains("65010 65001")
+                            && frr.contains("(65001, 1, 1)");
+                        if ok {
+                            Ok(())
+                        } else {
+                            Err(format!("{ours}\n{frr}"))
+                        }
+                    },
+                );
+                eventually(Duration::from_secs(30), "GoBGP holds our block", || {
+                    let rib = gobgp(&lab, "gobgp", "global rib").unwrap();
                     let ok = rib.contains("10.244.7.0/26") && rib.contains("192.0.2.128/25");
                     if ok { Ok(()) } else { Err(rib) }
                 });
@@ -340,22 +254,26 @@ fn tern_exchanges_routes_with_frr_bird_and_gobgp_over_ipv4_and_ipv6() {
 
             // A withdrawal reaches them all.
             speaker.withdraw(net("10.244.7.0/26")).await.unwrap();
-            let frr_check = frr.clone();
-            let bird_check = bird.clone();
+            let lab_check = lab.clone();
             tokio::task::spawn_blocking(move || {
-                eventually(30, "our block is withdrawn everywhere", || {
-                    let f = vtysh(&frr_check, "show ip bgp");
-                    let b = birdc(&bird_check, "show route 10.244.7.0/26");
-                    let g = gobgp(GOBGP_NS, "global rib");
-                    if !f.contains("10.244.7.0/26")
-                        && !b.contains("10.244.7.0/26")
-                        && !g.contains("10.244.7.0/26")
-                    {
-                        Ok(())
-                    } else {
-                        Err(format!("{f}\n{b}\n{g}"))
-                    }
-                });
+                let lab = lab_check;
+                eventually(
+                    Duration::from_secs(30),
+                    "our block is withdrawn everywhere",
+                    || {
+                        let f = vtysh(&lab, "frr", "show ip bgp").unwrap();
+                        let b = birdc(&lab, "bird", "show route 10.244.7.0/26").unwrap();
+                        let g = gobgp(&lab, "gobgp", "global rib").unwrap();
+                        if !f.contains("10.244.7.0/26")
+                            && !b.contains("10.244.7.0/26")
+                            && !g.contains("10.244.7.0/26")
+                        {
+                            Ok(())
+                        } else {
+                            Err(format!("{f}\n{b}\n{g}"))
+                        }
+                    },
+                );
             })
             .await
             .unwrap();

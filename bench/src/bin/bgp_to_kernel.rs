@@ -3,24 +3,20 @@
 //! netlink listener in the device's namespace). Devices: ternd, and BIRD 2 with its kernel
 //! protocol, in the same run. Three runs each by default, medians.
 //!
-//! `cargo build --release -p tern-agent --bins --example bgp_to_kernel && cargo build --release
-//! -p tern-bench`, then as root `target/release/examples/bgp_to_kernel [COUNTS] [RUNS]`.
+//! `cargo build --release -p tern-agent --bins && cargo build --release -p tern-bench`, then as
+//! root `target/release/bgp_to_kernel [COUNTS] [RUNS] [DEVICES]`.
 //! Namespaces `tern-b2k-inj` and `tern-b2k-dut` are created here and removed after each run.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use tern_bench::harness::{NamespaceGuard, listen_routes, median, sibling};
 
 const INJ: &str = "tern-b2k-inj";
 const DUT: &str = "tern-b2k-dut";
-/// RTMGRP_IPV4_ROUTE.
-const ROUTE_GROUP: u32 = 0x40;
-const RTM_NEWROUTE: u16 = 24;
-const RTA_DST: u16 = 1;
 const FIRST: u32 = 0x6400_0000; // 100.0.0.0, where the injector starts
 
 fn now_ns() -> u128 {
@@ -39,95 +35,26 @@ fn ip(args: &[&str]) {
     assert!(status.success(), "ip {args:?}");
 }
 
-/// The namespaces and processes of one run, removed when dropped.
-struct Run {
-    children: Vec<Child>,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for ns in [INJ, DUT] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
 /// Counts distinct injected /24s appearing in the kernel of `DUT` with protocol 12 and sends the
-/// wall-clock time when all `count` are there. The listener reads raw notifications into one
-/// buffer and looks only at the fields it needs, so it takes as little CPU as it can from the
-/// device under test (both devices share it).
+/// wall-clock time when all `count` are there.
 fn count_routes(count: u32, done: mpsc::Sender<u128>) {
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(format!("/run/netns/{DUT}")).unwrap();
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        let mut socket = Socket::new(NETLINK_ROUTE).unwrap();
-        socket.bind(&SocketAddr::new(0, ROUTE_GROUP)).unwrap();
-        // A million events must not overflow the socket: 512 MiB of buffer (root may force it).
-        nix::sys::socket::setsockopt(
-            &socket,
-            nix::sys::socket::sockopt::RcvBufForce,
-            &(512 << 20),
-        )
-        .unwrap();
-        let mut seen = vec![false; count as usize];
-        let mut held = 0u32;
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let Ok(length) = socket.recv(&mut &mut buffer[..], 0) else {
-                continue;
-            };
-            let data = &buffer[..length.min(buffer.len())];
-            let mut offset = 0;
-            while let Some(header) = data.get(offset..offset + 28) {
-                let size = u32::from_ne_bytes(header[0..4].try_into().unwrap()) as usize;
-                let kind = u16::from_ne_bytes(header[4..6].try_into().unwrap());
-                // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
-                let (dst_len, protocol) = (header[17], header[21]);
-                if size < 28 {
-                    break;
-                }
-                if kind == RTM_NEWROUTE && protocol == 12 && dst_len == 24 {
-                    let attributes = data.get(offset + 28..offset + size).unwrap_or_default();
-                    if let Some(address) = destination(attributes) {
-                        let index = address.wrapping_sub(FIRST) >> 8;
-                        if let Some(slot) = seen.get_mut(index as usize).filter(|s| !**s) {
-                            *slot = true;
-                            held += 1;
-                            if held == count {
-                                let _ = done.send(now_ns());
-                                return;
-                            }
-                        }
-                    }
-                }
-                offset += (size + 3) & !3;
+    let mut seen = vec![false; count as usize];
+    let mut held = 0u32;
+    listen_routes(DUT, move |event| {
+        if !(event.added && event.protocol == 12 && event.prefix_len == 24) {
+            return true;
+        }
+        let index = u32::from(event.destination).wrapping_sub(FIRST) >> 8;
+        if let Some(slot) = seen.get_mut(index as usize).filter(|s| !**s) {
+            *slot = true;
+            held += 1;
+            if held == count {
+                let _ = done.send(now_ns());
+                return false;
             }
         }
+        true
     });
-}
-
-/// RTA_DST of an IPv4 route's attributes.
-fn destination(mut attributes: &[u8]) -> Option<u32> {
-    while let Some(header) = attributes.get(..4) {
-        let size = u16::from_ne_bytes([header[0], header[1]]) as usize;
-        let kind = u16::from_ne_bytes([header[2], header[3]]);
-        if size < 4 {
-            return None;
-        }
-        if kind == RTA_DST {
-            let value = attributes.get(4..8)?;
-            return Some(u32::from_be_bytes(value.try_into().ok()?));
-        }
-        attributes = attributes.get((size + 3) & !3..)?;
-    }
-    None
 }
 
 fn start(ns: &str, program: &Path, args: &[&str], stdout: Stdio) -> Child {
@@ -145,17 +72,8 @@ fn start(ns: &str, program: &Path, args: &[&str], stdout: Stdio) -> Child {
         .unwrap()
 }
 
-fn one_run(device: &str, count: u32, bin: &Path, dir: &Path) -> Duration {
-    for ns in [INJ, DUT] {
-        let _ = Command::new("ip")
-            .args(["netns", "del", ns])
-            .stderr(Stdio::null())
-            .status();
-        ip(&["netns", "add", ns]);
-    }
-    let mut run = Run {
-        children: Vec::new(),
-    };
+fn one_run(device: &str, count: u32, ternd: &Path, bench: &Path, dir: &Path) -> Duration {
+    let mut run = NamespaceGuard::create(&[INJ, DUT]).unwrap();
     ip(&[
         "-n", INJ, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", DUT,
     ]);
@@ -181,12 +99,7 @@ fn one_run(device: &str, count: u32, bin: &Path, dir: &Path) -> Duration {
             )
             .unwrap();
             let config = config.to_str().unwrap().to_owned();
-            run.children.push(start(
-                DUT,
-                &bin.join("ternd"),
-                &["--config", &config],
-                Stdio::null(),
-            ));
+            run.adopt(start(DUT, ternd, &["--config", &config], Stdio::null()));
         }
         _ => {
             let config = dir.join("bird.conf");
@@ -200,7 +113,7 @@ fn one_run(device: &str, count: u32, bin: &Path, dir: &Path) -> Duration {
                 config.to_str().unwrap().to_owned(),
                 socket.to_str().unwrap().to_owned(),
             );
-            run.children.push(start(
+            run.adopt(start(
                 DUT,
                 Path::new("/usr/sbin/bird"),
                 &["-f", "-c", &c, "-s", &s],
@@ -210,7 +123,7 @@ fn one_run(device: &str, count: u32, bin: &Path, dir: &Path) -> Duration {
     }
     let mut injector = start(
         INJ,
-        &bin.join("tern-bench"),
+        bench,
         &[
             "inject",
             "--connect",
@@ -227,7 +140,7 @@ fn one_run(device: &str, count: u32, bin: &Path, dir: &Path) -> Duration {
         Stdio::piped(),
     );
     let stdout = injector.stdout.take().unwrap();
-    run.children.push(injector);
+    run.adopt(injector);
     let mut started = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
@@ -261,19 +174,8 @@ fn main() {
     let runs: usize = args.next().map_or(3, |r| r.parse().unwrap());
     // An optional third argument names the devices to run (default: both).
     let devices = args.next().unwrap_or_else(|| "bird,ternd".into());
-    let bin: PathBuf = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_owned();
-    for program in ["ternd", "tern-bench"] {
-        assert!(
-            bin.join(program).exists(),
-            "build {program} first (see the file's header)"
-        );
-    }
+    let ternd = sibling("ternd").unwrap();
+    let bench = sibling("tern-bench").unwrap();
     let dir = std::env::temp_dir().join(format!("tern-b2k-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     println!("| routes | BIRD (kernel protocol) | ternd | BIRD / ternd |");
@@ -282,16 +184,14 @@ fn main() {
         let (mut bird, mut tern) = (Vec::new(), Vec::new());
         for _ in 0..runs {
             if devices.contains("bird") {
-                bird.push(one_run("bird", count, &bin, &dir));
+                bird.push(one_run("bird", count, &ternd, &bench, &dir));
             }
             if devices.contains("ternd") {
-                tern.push(one_run("ternd", count, &bin, &dir));
+                tern.push(one_run("ternd", count, &ternd, &bench, &dir));
             }
         }
-        bird.sort();
-        tern.sort();
-        let median = |v: &[Duration]| v.get(v.len() / 2).map_or(f64::NAN, |d| d.as_secs_f64());
-        let (b, t) = (median(&bird), median(&tern));
+        let seconds = |v: &[Duration]| median(v).map_or(f64::NAN, |d| d.as_secs_f64());
+        let (b, t) = (seconds(&bird), seconds(&tern));
         println!("| {count} | {b:.2} s | {t:.2} s | {:.2}x |", b / t);
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -3,8 +3,9 @@
 //! where the kernel has no ipip module, else the kernel's tunl0) and over VXLAN, switched at
 //! runtime by rewriting the nodes' configuration. Runs of the three modes alternate; medians.
 //!
-//! `cargo build --release -p tern-agent --bins --example encap_throughput`, then as root
-//! `target/release/examples/encap_throughput [SECONDS] [RUNS]` (defaults 5 and 3). It uses the
+//! `cargo build --release -p tern-agent --bins && cargo build --release -p tern-bench --bin
+//! encap_throughput`, then as root `target/release/encap_throughput [SECONDS] [RUNS]` (defaults
+//! 5 and 3). It uses the
 //! ternd next to it (target/release/ternd). Everything happens in the lab's `tern-mesh3-*`
 //! namespaces, which are removed at the end.
 //!
@@ -18,6 +19,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tern_bench::harness::{median, sibling};
 use tern_e2e::daemon::DaemonOptions;
 use tern_e2e::lab::Lab;
 
@@ -153,11 +155,6 @@ fn transfer(lab: &Lab, seconds: u64) -> f64 {
     octets * 8.0 / elapsed / 1e9
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -172,12 +169,7 @@ fn main() {
     }
     let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
     let runs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3);
-    let release = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("ternd");
+    let release = sibling("ternd").expect("ternd");
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/topologies/mesh3.clab.yml");
     let options = DaemonOptions {
         start_ternd: true,
@@ -202,7 +194,7 @@ fn main() {
     } else {
         "userspace encapsulator (TUN + raw socket)"
     };
-    let routed = median(&mut results[0].clone());
+    let routed = median(&results[0]).unwrap_or(f64::NAN);
     println!(
         "Bulk TCP, one flow, pod on n1 to pod on n2 (mesh3), {seconds} s per run, {runs} runs, medians; IP-in-IP through the {ipip_kind}.\n"
     );
@@ -210,7 +202,7 @@ fn main() {
     println!("|---|---:|---:|---|");
     for (i, mode) in modes.iter().enumerate() {
         let runs: Vec<String> = results[i].iter().map(|g| format!("{g:.2}")).collect();
-        let value = median(&mut results[i]);
+        let value = median(&results[i]).unwrap_or(f64::NAN);
         println!(
             "| {} | {value:.2} | {:.2}x | {} |",
             mode.name(),
