@@ -113,7 +113,7 @@ pub struct Programmer {
 /// The write path: route requests packed many per sendmsg on one netlink socket, without an ACK
 /// each. The kernel still answers every failure (with the request's sequence number), and one
 /// ACK on the last request marks the end of a batch. rtnetlink's future-per-request path costs
-/// about twice as much per route (measured with `examples/kernel_bench.rs`), and its message
+/// about twice as much per route (measured with `bench/src/bin/kernel_bench.rs`), and its message
 /// builder allocates for every attribute, so requests are encoded here by hand ([`encode`]).
 #[derive(Debug)]
 struct Writer {
