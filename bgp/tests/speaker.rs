@@ -615,6 +615,56 @@ fn too_many_prefixes_close_the_session_with_cease_maximum_prefixes() {
 }
 
 #[test]
+fn the_max_prefix_cease_names_the_family_that_overflowed() {
+    let mut h = Harness::new();
+    let limited = PeerConfig {
+        max_prefix: Some(MaxPrefix {
+            limit: 1,
+            action: MaxPrefixAction::Restart(Duration::from_secs(30)),
+        }),
+        ..ebgp("2001:db8::2", 65002)
+    };
+    let a = h.establish(limited, Ipv4Addr::new(10, 0, 0, 2), vec![]);
+    h.outputs.clear();
+    let update = Update {
+        attributes: PathAttributes {
+            next_hop: None,
+            ..external_route(&[65002], "192.0.2.2")
+        },
+        mp_reach: Some(MpReach {
+            family: Family::IPV6_UNICAST,
+            next_hop: NextHop::V6 {
+                global: "2001:db8::2".parse().unwrap(),
+                link_local: None,
+            },
+            nlri: vec![
+                Nlri::new(prefix("2001:db8:1::/48")),
+                Nlri::new(prefix("2001:db8:2::/48")),
+            ],
+        }),
+        ..Update::default()
+    };
+    h.input(Input::Received {
+        conn: a.conn,
+        message: Message::Update(update),
+    });
+    let cease = h
+        .sent_to(&a)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::Notification(n) => Some(n),
+            _ => None,
+        })
+        .expect("a Cease is sent");
+    assert_eq!(
+        (cease.code, cease.subcode),
+        (code::CEASE, cease_subcode::MAXIMUM_PREFIXES_REACHED)
+    );
+    // RFC 4486 section 4: AFI (2 octets), SAFI (1 octet), the prefix upper bound (4 octets).
+    assert_eq!(cease.data, vec![0, 2, 1, 0, 0, 0, 1]);
+}
+
+#[test]
 fn a_max_prefix_warning_keeps_the_session() {
     let mut h = Harness::new();
     let limited = PeerConfig {

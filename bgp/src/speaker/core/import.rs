@@ -8,14 +8,14 @@ use std::time::Instant;
 
 use ipnetwork::IpNetwork;
 
-use super::{Core, Output, SpeakerEvent, TimerKey};
+use super::{Core, Output, SpeakerEvent, TimerKey, family_of_prefix};
 use crate::fsm::{Event, Timer};
 use crate::rib::table::{Attributes, Path, PeerId, RouteAttributes};
 use crate::speaker::config::MaxPrefixAction;
 use crate::speaker::policy::{self, ImportRules};
 use crate::wire::{
-    Community, Message, NextHop, Nlri, Notification, Origin, PathAttributes, RefreshSubtype,
-    RouteRefresh, Update, cease_subcode, code,
+    Community, Family, Message, NextHop, Nlri, Notification, Origin, PathAttributes,
+    RefreshSubtype, RouteRefresh, Update, cease_subcode, code,
 };
 
 impl Core {
@@ -103,6 +103,8 @@ impl Core {
                 self.propagate(nlri.prefix, change);
             }
         }
+        // The family of the last route that added to the count: the one that overflows.
+        let mut grown = Family::IPV4_UNICAST;
         let mut interned: Option<(NextHop, Attributes)> = None;
         for (nlri, next_hop) in announced {
             let shared = match &interned {
@@ -135,6 +137,9 @@ impl Core {
                     },
                 );
                 accepted_delta += edit.count as isize;
+                if edit.count > 0 {
+                    grown = family_of_prefix(nlri.prefix);
+                }
                 edit
             } else {
                 let edit = self.table.remove(nlri.prefix, id, path_id);
@@ -156,12 +161,13 @@ impl Core {
             .counters
             .prefixes_accepted
             .saturating_add_signed(accepted_delta);
-        self.check_max_prefix(address, now);
+        self.check_max_prefix(address, grown, now);
     }
 
     /// Past the peer's limit: tell subscribers once, and with the restart action close the
-    /// session with Cease, maximum number of prefixes reached (RFC 4486 section 4).
-    fn check_max_prefix(&mut self, address: IpAddr, now: Instant) {
+    /// session with Cease, maximum number of prefixes reached (RFC 4486 section 4), naming
+    /// `family`, the family whose routes went over.
+    fn check_max_prefix(&mut self, address: IpAddr, family: Family, now: Instant) {
         let Some(peer) = self.peers.get_mut(&address) else {
             return;
         };
@@ -177,8 +183,10 @@ impl Core {
                 }));
             }
             if let MaxPrefixAction::Restart(delay) = max.action {
-                // RFC 4486: Cease, maximum number of prefixes reached, with AFI/SAFI and limit.
-                let mut data = vec![0, 1, 1];
+                // RFC 4486 section 4: AFI (2 octets), SAFI (1 octet), prefix upper bound (4).
+                let mut data = Vec::with_capacity(7);
+                data.extend_from_slice(&family.afi.0.to_be_bytes());
+                data.push(family.safi.0);
                 data.extend_from_slice(&max.limit.to_be_bytes());
                 let notification =
                     Notification::new(code::CEASE, cease_subcode::MAXIMUM_PREFIXES_REACHED, data);
