@@ -665,6 +665,38 @@ fn the_max_prefix_cease_names_the_family_that_overflowed() {
 }
 
 #[test]
+fn a_route_whose_update_cannot_be_encoded_is_withdrawn_instead_and_counted() {
+    let mut h = Harness::new();
+    // 1,100 communities take 4,400 octets: no 4,096-octet UPDATE can carry them.
+    let communities = (0..1100).map(|i| Community(0xfde8_0000 + i)).collect();
+    h.input(Input::Originate {
+        prefix: prefix("10.65.0.0/26"),
+        communities,
+    });
+    h.input(Input::Originate {
+        prefix: prefix("10.66.0.0/26"),
+        communities: vec![],
+    });
+    let a = h.establish(ebgp("192.0.2.2", 65002), Ipv4Addr::new(10, 0, 0, 2), vec![]);
+    let messages = h.sent_to(&a);
+    let routes: Vec<IpNetwork> = announced(&messages).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        routes,
+        vec![prefix("10.66.0.0/26")],
+        "the other route still goes"
+    );
+    assert_eq!(withdrawn(&messages), vec![prefix("10.65.0.0/26")]);
+    let eor = updates(&messages)
+        .iter()
+        .filter(|u| u.end_of_rib_family().is_some())
+        .count();
+    assert_eq!(eor, 2, "End-of-RIB still follows");
+    let status = h.core.peers().into_iter().next().unwrap();
+    assert_eq!(status.counters.messages_not_encoded, 1);
+    assert_eq!(status.counters.prefixes_advertised, 1);
+}
+
+#[test]
 fn a_max_prefix_warning_keeps_the_session() {
     let mut h = Harness::new();
     let limited = PeerConfig {

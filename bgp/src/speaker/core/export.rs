@@ -10,8 +10,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnetwork::IpNetwork;
+use tracing::warn;
 
-use super::{Core, Outbox, Output, Peer, SpeakerEvent, family_of_prefix};
+use super::{Core, Outbox, Output, Peer, SpeakerEvent, append, family_of_prefix};
 use crate::rib::table::{Attributes, Best, Change, Path, PeerId, RouteAttributes, path_flags};
 use crate::speaker::config::{Filter, PeerConfig};
 use crate::speaker::policy::{self, ExportSource, ExportTarget};
@@ -46,6 +47,8 @@ struct Encoded {
     bytes: Vec<u8>,
     messages: usize,
     advertised: u64,
+    /// Messages that could not be built (see [`super::Counters::messages_not_encoded`]).
+    not_encoded: u64,
 }
 
 /// Whether two outboxes hold the same changes (paths compared by identity).
@@ -399,6 +402,7 @@ impl Core {
         };
         peer.counters.updates_sent += encoded.messages as u64;
         peer.counters.prefixes_advertised += encoded.advertised;
+        peer.counters.messages_not_encoded += encoded.not_encoded;
         if let (Some(conn), false) = (peer.primary.conn, encoded.bytes.is_empty()) {
             self.out.push(Output::Send {
                 conn,
@@ -407,7 +411,10 @@ impl Core {
         }
     }
 
-    /// Encodes a peer's pending changes into packed UPDATEs (and markers).
+    /// Encodes a peer's pending changes into packed UPDATEs (and markers): withdrawals first,
+    /// then announcements, then End-of-RIB and End-of-Route-Refresh markers. Routes whose
+    /// UPDATE cannot be built (attributes too long for the session) are withdrawn instead, so
+    /// the peer does not keep an older path for them; each failure is logged once and counted.
     fn encode_outbox(&self, address: IpAddr, outbox: &Outbox) -> Encoded {
         let Some(peer) = self.peers.get(&address) else {
             return Encoded::default();
@@ -417,8 +424,8 @@ impl Core {
         };
         let context = negotiated.context;
         let builder = UpdateBuilder::new(&context);
-        let mut bytes = Vec::new();
         let mut messages = 0usize;
+        let mut not_encoded = 0u64;
 
         let mut withdrawals: HashMap<Family, Vec<Nlri>> = HashMap::new();
         for prefix in &outbox.withdraw {
@@ -426,9 +433,6 @@ impl Core {
                 .entry(family_of_prefix(*prefix))
                 .or_default()
                 .push(Nlri::new(*prefix));
-        }
-        for (family, routes) in &withdrawals {
-            messages += builder.withdraw(*family, routes, &mut bytes).unwrap_or(0);
         }
 
         // Group by source attributes, then export each group's attributes once.
@@ -451,6 +455,7 @@ impl Core {
         }
         let target = self.target_of(peer, &peer.config);
         let mut advertised = 0u64;
+        let mut announcements = Vec::new();
         for ((_, _, family), (path, routes)) in &groups {
             let source = self.source_of(path);
             let Some(first) = routes.first() else {
@@ -471,37 +476,76 @@ impl Core {
             {
                 exported.attributes.communities.push(Community::LLGR_STALE);
             }
+            let start = announcements.len();
             match builder.announce(
                 *family,
                 &exported.attributes,
                 exported.next_hop,
                 routes,
-                &mut bytes,
+                &mut announcements,
             ) {
                 Ok(count) => {
                     messages += count;
                     advertised += routes.len() as u64;
                 }
-                Err(_) => continue,
+                Err(error) => {
+                    // None of this group goes out, not even the UPDATEs that fitted.
+                    announcements.truncate(start);
+                    not_encoded += 1;
+                    warn!(
+                        peer = %address,
+                        %error,
+                        prefix = %first.prefix,
+                        routes = routes.len(),
+                        "cannot encode an UPDATE; withdrawing its routes instead"
+                    );
+                    let withdraw = withdrawals.entry(*family).or_default();
+                    withdraw.extend(routes.iter().map(|n| Nlri::new(n.prefix)));
+                }
             }
         }
+
+        let mut bytes = Vec::new();
+        for (family, routes) in &withdrawals {
+            let start = bytes.len();
+            match builder.withdraw(*family, routes, &mut bytes) {
+                Ok(count) => messages += count,
+                Err(error) => {
+                    bytes.truncate(start);
+                    not_encoded += 1;
+                    warn!(peer = %address, %error, "cannot encode a withdrawal; not sent");
+                }
+            }
+        }
+        bytes.extend_from_slice(&announcements);
         let mut markers = outbox.end_of_rib.clone();
         markers.sort();
         for family in markers {
-            let _ = Message::Update(Update::end_of_rib(family)).encode(&context, &mut bytes);
-            messages += 1;
+            if append(
+                &Message::Update(Update::end_of_rib(family)),
+                &context,
+                &mut bytes,
+                address,
+            ) {
+                messages += 1;
+            } else {
+                not_encoded += 1;
+            }
         }
         for family in &outbox.refresh_end {
             let end = RouteRefresh {
                 family: *family,
                 subtype: RefreshSubtype::End,
             };
-            let _ = Message::RouteRefresh(end).encode(&context, &mut bytes);
+            if !append(&Message::RouteRefresh(end), &context, &mut bytes, address) {
+                not_encoded += 1;
+            }
         }
         Encoded {
             bytes,
             messages,
             advertised,
+            not_encoded,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use ipnetwork::IpNetwork;
 
-use super::{Core, Output, SpeakerEvent, TimerKey, family_of_prefix};
+use super::{Core, Output, SpeakerEvent, TimerKey, append, family_of_prefix};
 use crate::fsm::{Event, Timer};
 use crate::rib::table::{Attributes, Path, PeerId, RouteAttributes};
 use crate::speaker::config::MaxPrefixAction;
@@ -222,10 +222,14 @@ impl Core {
                 family: refresh.family,
                 subtype: RefreshSubtype::Begin,
             };
-            if let Ok(bytes) = Message::RouteRefresh(begin).to_bytes(&context) {
+            // The End marker goes only where the Begin marker went.
+            let mut bytes = Vec::new();
+            if append(&Message::RouteRefresh(begin), &context, &mut bytes, address) {
                 self.out.push(Output::Send { conn, bytes });
+                peer.outbox.refresh_end.push(refresh.family);
+            } else {
+                peer.counters.messages_not_encoded += 1;
             }
-            peer.outbox.refresh_end.push(refresh.family);
         }
         self.reexport_family(address, Some(refresh.family));
     }

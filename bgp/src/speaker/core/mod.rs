@@ -17,6 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ipnetwork::IpNetwork;
+use tracing::warn;
 
 use self::export::ExportKey;
 use super::config::{PeerConfig, SpeakerConfig};
@@ -215,6 +216,9 @@ pub struct Counters {
     pub prefixes_accepted: usize,
     /// Prefixes we advertised, this session.
     pub prefixes_advertised: u64,
+    /// Messages for the peer that could not be encoded and were not sent (for UPDATEs, the
+    /// routes were withdrawn from the peer instead), this session.
+    pub messages_not_encoded: u64,
 }
 
 /// A snapshot of one peer, for status queries.
@@ -455,6 +459,28 @@ impl Core {
         self.churn += changes.len();
         for (prefix, change) in changes {
             self.propagate(prefix, change);
+        }
+    }
+}
+
+/// Appends `message` to `out` for `peer`. When it cannot be encoded, `out` is left as it was
+/// (never half a message), the failure is logged, and `false` is returned for the caller to
+/// count.
+fn append(message: &Message, context: &Context, out: &mut Vec<u8>, peer: IpAddr) -> bool {
+    let start = out.len();
+    match message.encode(context, out) {
+        Ok(()) => true,
+        Err(error) => {
+            out.truncate(start);
+            let kind = match message {
+                Message::Open(_) => "OPEN",
+                Message::Update(_) => "UPDATE",
+                Message::Notification(_) => "NOTIFICATION",
+                Message::Keepalive => "KEEPALIVE",
+                Message::RouteRefresh(_) => "ROUTE-REFRESH",
+            };
+            warn!(peer = %peer, %error, message = kind, "cannot encode a message; not sent");
+            false
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use super::{
     ConnId, Core, Counters, Outbox, Output, Peer, Session, SessionId, SpeakerEvent, TimerKey,
+    append,
 };
 use crate::fsm::{self, Action, DownReason, Event, Fsm, Negotiated, State, Timer};
 use crate::rib::table::{PeerId, PeerInfo};
@@ -188,11 +189,17 @@ impl Core {
         let refresh = peer.negotiated.as_ref().is_some_and(|n| n.route_refresh);
         if let (true, Some(conn)) = (refresh, peer.primary.conn) {
             let mut bytes = Vec::new();
+            let mut failed = 0;
             for family in &families {
                 let message = Message::RouteRefresh(RouteRefresh::request(*family));
-                let _ = message.encode(&Context::default(), &mut bytes);
+                if !append(&message, &Context::default(), &mut bytes, address) {
+                    failed += 1;
+                }
             }
-            self.emit(Output::Send { conn, bytes });
+            peer.counters.messages_not_encoded += failed;
+            if !bytes.is_empty() {
+                self.emit(Output::Send { conn, bytes });
+            }
         }
         self.reexport(address, None);
     }
@@ -470,8 +477,10 @@ impl Core {
                     peer.last_error = Some(describe(n, "sent"));
                 }
                 let mut bytes = Vec::new();
-                if message.encode(&context, &mut bytes).is_ok() {
+                if append(&message, &context, &mut bytes, address) {
                     self.out.push(Output::Send { conn, bytes });
+                } else if let Some(peer) = self.peers.get_mut(&address) {
+                    peer.counters.messages_not_encoded += 1;
                 }
             }
             Action::StartTimer(timer, duration) => {
