@@ -2,13 +2,14 @@
 //! right attributes, and sessions fail and restart the way RFC 4271, RFC 4456 and RFC 4724 say.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 use tern_bgp::fsm::State;
 use tern_bgp::speaker::config::{MaxPrefix, MaxPrefixAction, PeerConfig, SpeakerConfig};
 use tern_bgp::speaker::core::{ConnId, Core, Input, Output, SpeakerEvent, TimerKey};
 use tern_bgp::wire::*;
+use tokio::time::Instant;
 
 const LOCAL_AS: u32 = 65001;
 

@@ -4,7 +4,8 @@
 //! the Begin and End markers of enhanced route refresh, RFC 7313).
 
 use std::net::IpAddr;
-use std::time::Instant;
+
+use tokio::time::Instant;
 
 use ipnetwork::IpNetwork;
 

@@ -14,9 +14,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipnetwork::IpNetwork;
+use tokio::time::Instant;
 use tracing::warn;
 
 use self::export::ExportKey;
@@ -228,8 +229,9 @@ pub struct PeerStatus {
     pub config: PeerConfig,
     /// The session state.
     pub state: State,
-    /// When it entered that state.
-    pub since: Instant,
+    /// When it entered that state, on the clock the runtime drives the core with (tokio's),
+    /// as a std instant.
+    pub since: std::time::Instant,
     /// What was negotiated, once up.
     pub negotiated: Option<Negotiated>,
     /// The last error that brought the session down.
@@ -379,7 +381,7 @@ impl Core {
             .map(|p| PeerStatus {
                 config: p.config.clone(),
                 state: p.primary.fsm.state(),
-                since: p.since,
+                since: p.since.into_std(),
                 negotiated: p.negotiated.clone(),
                 last_error: p.last_error.clone(),
                 counters: p.counters,

@@ -7,7 +7,8 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+
+use tokio::time::Instant;
 
 use super::{
     ConnId, Core, Counters, Outbox, Output, Peer, Session, SessionId, SpeakerEvent, TimerKey,

@@ -373,7 +373,7 @@ impl Runtime {
         self.core.set_report_best_paths(
             self.events.receiver_count() > 0 || !self.lossless_now.is_empty(),
         );
-        let outputs = self.core.handle(input, std::time::Instant::now());
+        let outputs = self.core.handle(input, Instant::now());
         for output in outputs {
             self.output(output);
         }
