@@ -2,7 +2,9 @@
 //!
 //! The machine takes [`Event`]s (named after RFC 4271 section 8.1) with the current time and
 //! returns [`Action`]s: connect, disconnect, send a message, start or stop a timer, session up,
-//! session down. It owns no socket and no clock, so every transition is a plain unit test.
+//! session down. It owns no socket and reads no clock, so every transition is a plain unit test;
+//! times are [`tokio::time::Instant`]s so that the runtime can hand it tokio's clock, which
+//! tests may pause and advance.
 //!
 //! Beyond the RFC's mandatory parts it implements:
 //! - connect-retry with exponential backoff and jitter (RFC 4271 section 10 asks for jitter);
@@ -17,7 +19,9 @@
 //! that owns two machines, which sends [`Event::OpenCollisionDump`] to the loser.
 
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::wire::{
     AddPathFamily, Capability, Context, Families, Family, GracefulRestart,

@@ -8,7 +8,11 @@ use tern_bgp::fsm::State;
 use tern_bgp::speaker::config::{PeerConfig, SpeakerConfig};
 use tern_bgp::speaker::core::SpeakerEvent;
 use tern_bgp::speaker::runtime::{Notice, Speaker, Subscription};
-use tern_bgp::wire::{Community, NextHop};
+use tern_bgp::wire::{
+    Capability, Community, Context, Family, HEADER_LEN, Message, NextHop, Open, code,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
@@ -246,5 +250,114 @@ async fn a_lossless_subscriber_gets_every_event_however_far_behind() {
         }
     }
     assert!(agent.try_next().is_none(), "nothing more than the changes");
+    speaker.shutdown(false).await.unwrap();
+}
+
+/// Reads one whole message (decoded without a negotiated context, which suits what these tests
+/// look at: OPEN, KEEPALIVE, NOTIFICATION and empty UPDATEs).
+async fn read_message(stream: &mut TcpStream) -> Option<Message> {
+    let mut header = [0u8; HEADER_LEN];
+    stream.read_exact(&mut header).await.ok()?;
+    let length = usize::from(u16::from_be_bytes([header[16], header[17]]));
+    let mut bytes = header.to_vec();
+    bytes.resize(length, 0);
+    stream.read_exact(&mut bytes[HEADER_LEN..]).await.ok()?;
+    Some(Message::decode(&bytes, &Context::default()).expect("the speaker sends valid messages"))
+}
+
+/// Plays a peer on a raw socket: accepts the speaker's connection, reads its OPEN and answers
+/// with an OPEN offering `hold_time` and a KEEPALIVE.
+async fn accept_session(listener: &TcpListener, asn: u32, hold_time: u16) -> TcpStream {
+    let (mut stream, _) = listener.accept().await.unwrap();
+    assert!(matches!(
+        read_message(&mut stream).await,
+        Some(Message::Open(_))
+    ));
+    let open = Open::new(
+        asn,
+        hold_time,
+        Ipv4Addr::new(10, 9, 9, 9),
+        vec![Capability::Multiprotocol(Family::IPV4_UNICAST)],
+    );
+    let context = Context::default();
+    let mut bytes = Message::Open(open).to_bytes(&context).unwrap();
+    bytes.extend(Message::Keepalive.to_bytes(&context).unwrap());
+    stream.write_all(&bytes).await.unwrap();
+    stream
+}
+
+fn is_state(state: State) -> impl FnMut(&SpeakerEvent) -> bool {
+    move |e| matches!(e, SpeakerEvent::PeerState { state: s, .. } if *s == state)
+}
+
+/// A speaker whose only peer is played by the test on `address`, listening on a port of its
+/// own.
+async fn speaker_with_scripted_peer(address: &str, local: &str) -> (Speaker, TcpListener) {
+    let (speaker, _) = speaker(65001, local).await;
+    let listener = TcpListener::bind((ip(address), 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = PeerConfig {
+        connect_retry: Duration::from_secs(5),
+        ..peer(address, port, 65002, local)
+    };
+    speaker.add_peer(config).await.unwrap();
+    (speaker, listener)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_is_dropped_with_a_notification_when_its_hold_timer_expires() {
+    let (speaker, listener) = speaker_with_scripted_peer("127.0.0.62", "127.0.0.61").await;
+    let mut events = speaker.subscribe();
+    let mut stream = accept_session(&listener, 65002, 3).await;
+    wait_for(&mut events, "Established", is_state(State::Established)).await;
+    let up = tokio::time::Instant::now();
+    // The peer says nothing more; the speaker's KEEPALIVEs come each second, then the end.
+    let notification = loop {
+        match read_message(&mut stream).await {
+            Some(Message::Notification(n)) => break n,
+            Some(_) => continue,
+            None => panic!("the connection closed without a NOTIFICATION"),
+        }
+    };
+    assert_eq!(notification.code, code::HOLD_TIMER_EXPIRED);
+    let waited = up.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(4),
+        "the hold time is 3 s, waited {waited:?}"
+    );
+    let down = wait_for(&mut events, "Idle", is_state(State::Idle)).await;
+    let SpeakerEvent::PeerState { error, .. } = down else {
+        unreachable!()
+    };
+    assert_eq!(
+        error.as_deref(),
+        Some("NOTIFICATION sent: hold timer expired")
+    );
+    speaker.shutdown(false).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_that_stayed_up_for_minutes_restarts_without_flap_damping() {
+    let (speaker, listener) = speaker_with_scripted_peer("127.0.0.64", "127.0.0.63").await;
+    let mut events = speaker.subscribe();
+    // A flap: up and straight down, which doubles the idle hold time (1 s, then 2 s).
+    let stream = accept_session(&listener, 65002, 0).await;
+    wait_for(&mut events, "Established", is_state(State::Established)).await;
+    drop(stream);
+    wait_for(&mut events, "Idle", is_state(State::Idle)).await;
+    // Up again, this time for five minutes (hold time 0: no KEEPALIVEs needed), past the
+    // two-minute damping ceiling, so the session counts as stable.
+    let stream = accept_session(&listener, 65002, 0).await;
+    wait_for(&mut events, "Established", is_state(State::Established)).await;
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    drop(stream);
+    wait_for(&mut events, "Idle", is_state(State::Idle)).await;
+    let down = tokio::time::Instant::now();
+    let (_stream, _) = listener.accept().await.unwrap();
+    let waited = down.elapsed();
+    assert!(
+        waited < Duration::from_millis(1500),
+        "the idle hold time is back to 1 s, not the damped 2 s: waited {waited:?}"
+    );
     speaker.shutdown(false).await.unwrap();
 }

@@ -2,13 +2,14 @@
 //! right attributes, and sessions fail and restart the way RFC 4271, RFC 4456 and RFC 4724 say.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 use tern_bgp::fsm::State;
 use tern_bgp::speaker::config::{MaxPrefix, MaxPrefixAction, PeerConfig, SpeakerConfig};
 use tern_bgp::speaker::core::{ConnId, Core, Input, Output, SpeakerEvent, TimerKey};
 use tern_bgp::wire::*;
+use tokio::time::Instant;
 
 const LOCAL_AS: u32 = 65001;
 
@@ -612,6 +613,88 @@ fn too_many_prefixes_close_the_session_with_cease_maximum_prefixes() {
     assert!(out.iter().any(|o| matches!(o, Output::StartTimer(TimerKey::Fsm(_, tern_bgp::fsm::Timer::IdleHold), d) if *d == Duration::from_secs(30))));
     assert_eq!(h.state(a.address), State::Idle);
     assert!(h.core.table().is_empty());
+}
+
+#[test]
+fn the_max_prefix_cease_names_the_family_that_overflowed() {
+    let mut h = Harness::new();
+    let limited = PeerConfig {
+        max_prefix: Some(MaxPrefix {
+            limit: 1,
+            action: MaxPrefixAction::Restart(Duration::from_secs(30)),
+        }),
+        ..ebgp("2001:db8::2", 65002)
+    };
+    let a = h.establish(limited, Ipv4Addr::new(10, 0, 0, 2), vec![]);
+    h.outputs.clear();
+    let update = Update {
+        attributes: PathAttributes {
+            next_hop: None,
+            ..external_route(&[65002], "192.0.2.2")
+        },
+        mp_reach: Some(MpReach {
+            family: Family::IPV6_UNICAST,
+            next_hop: NextHop::V6 {
+                global: "2001:db8::2".parse().unwrap(),
+                link_local: None,
+            },
+            nlri: vec![
+                Nlri::new(prefix("2001:db8:1::/48")),
+                Nlri::new(prefix("2001:db8:2::/48")),
+            ],
+        }),
+        ..Update::default()
+    };
+    h.input(Input::Received {
+        conn: a.conn,
+        message: Message::Update(update),
+    });
+    let cease = h
+        .sent_to(&a)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::Notification(n) => Some(n),
+            _ => None,
+        })
+        .expect("a Cease is sent");
+    assert_eq!(
+        (cease.code, cease.subcode),
+        (code::CEASE, cease_subcode::MAXIMUM_PREFIXES_REACHED)
+    );
+    // RFC 4486 section 4: AFI (2 octets), SAFI (1 octet), the prefix upper bound (4 octets).
+    assert_eq!(cease.data, vec![0, 2, 1, 0, 0, 0, 1]);
+}
+
+#[test]
+fn a_route_whose_update_cannot_be_encoded_is_withdrawn_instead_and_counted() {
+    let mut h = Harness::new();
+    // 1,100 communities take 4,400 octets: no 4,096-octet UPDATE can carry them.
+    let communities = (0..1100).map(|i| Community(0xfde8_0000 + i)).collect();
+    h.input(Input::Originate {
+        prefix: prefix("10.65.0.0/26"),
+        communities,
+    });
+    h.input(Input::Originate {
+        prefix: prefix("10.66.0.0/26"),
+        communities: vec![],
+    });
+    let a = h.establish(ebgp("192.0.2.2", 65002), Ipv4Addr::new(10, 0, 0, 2), vec![]);
+    let messages = h.sent_to(&a);
+    let routes: Vec<IpNetwork> = announced(&messages).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        routes,
+        vec![prefix("10.66.0.0/26")],
+        "the other route still goes"
+    );
+    assert_eq!(withdrawn(&messages), vec![prefix("10.65.0.0/26")]);
+    let eor = updates(&messages)
+        .iter()
+        .filter(|u| u.end_of_rib_family().is_some())
+        .count();
+    assert_eq!(eor, 2, "End-of-RIB still follows");
+    let status = h.core.peers().into_iter().next().unwrap();
+    assert_eq!(status.counters.messages_not_encoded, 1);
+    assert_eq!(status.counters.prefixes_advertised, 1);
 }
 
 #[test]
