@@ -24,9 +24,11 @@
     clippy::panic
 )]
 
+mod as_path;
 mod attributes;
 mod builder;
 mod capability;
+mod community;
 mod context;
 mod error;
 mod family;
