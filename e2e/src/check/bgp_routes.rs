@@ -1,7 +1,18 @@
 //! Routes a daemon received from a peer, with their AS paths, per daemon.
 
-#[allow(unused_imports)]
-use super::*;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+use serde_json::Value;
+
+use super::sessions::{bird_protocols, json_of, running, unsupported};
+use super::wait_for;
+use crate::error::{Error, Result};
+use crate::lab::Lab;
+use crate::topology::DaemonKind;
 
 // ---------------------------------------------------------------------------------------------
 // Received routes.

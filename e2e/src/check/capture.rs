@@ -1,7 +1,16 @@
 //! Packet captures on a link (tcpdump), counted by IP protocol from the pcap.
 
-#[allow(unused_imports)]
-use super::*;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::wait_for;
+use crate::daemon;
+use crate::error::{Error, Result};
+use crate::lab::Lab;
+use crate::netns;
 
 // ---------------------------------------------------------------------------------------------
 // Captures.

@@ -1,7 +1,8 @@
 //! Asking a node's daemon anything, its output as text: vtysh, birdc, gobgp.
 
-#[allow(unused_imports)]
-use super::*;
+use crate::error::Result;
+use crate::lab::Lab;
+use crate::netns;
 
 // ---------------------------------------------------------------------------------------------
 // Asking a daemon.

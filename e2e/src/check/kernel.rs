@@ -1,7 +1,16 @@
 //! A node's kernel routes by protocol (`ip -j route`), route lines and waits on them.
 
-#[allow(unused_imports)]
-use super::*;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+use serde_json::Value;
+
+use super::wait_for;
+use crate::error::{Error, Result};
+use crate::lab::Lab;
+use crate::netns;
 
 // ---------------------------------------------------------------------------------------------
 // Kernel routes.

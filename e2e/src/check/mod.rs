@@ -25,38 +25,9 @@ pub use kernel::*;
 pub use ping::*;
 pub use sessions::*;
 
-#[allow(unused_imports)]
-use std::collections::BTreeMap;
-#[allow(unused_imports)]
-use std::fmt;
-#[allow(unused_imports)]
-use std::net::IpAddr;
-#[allow(unused_imports)]
-use std::path::PathBuf;
-#[allow(unused_imports)]
-use std::process::{Child, Stdio};
-#[allow(unused_imports)]
-use std::str::FromStr;
-#[allow(unused_imports)]
-use std::sync::atomic::{AtomicU32, Ordering};
-#[allow(unused_imports)]
 use std::time::{Duration, Instant};
 
-#[allow(unused_imports)]
-use ipnetwork::IpNetwork;
-#[allow(unused_imports)]
-use serde_json::Value;
-
-#[allow(unused_imports)]
-use crate::daemon;
-#[allow(unused_imports)]
 use crate::error::{Error, Result};
-#[allow(unused_imports)]
-use crate::lab::Lab;
-#[allow(unused_imports)]
-use crate::netns;
-#[allow(unused_imports)]
-use crate::topology::DaemonKind;
 
 /// Polls `probe` every 200 ms until it gives `Some`, or fails with [`Error::Timeout`] after
 /// `timeout`. The probe's `Err` is kept as the last observation, not returned at once (a daemon
@@ -105,6 +76,10 @@ pub fn eventually(
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
+    use serde_json::Value;
+
     use super::*;
 
     #[test]

@@ -1,7 +1,13 @@
 //! Pings from a node or pod with a deadline, and in the background: Pinger.
 
-#[allow(unused_imports)]
-use super::*;
+use std::net::IpAddr;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use crate::daemon;
+use crate::error::{Error, Result};
+use crate::lab::Lab;
+use crate::netns;
 
 // ---------------------------------------------------------------------------------------------
 // Ping.

@@ -1,7 +1,15 @@
 //! BGP session states as each daemon (FRR, BIRD, GoBGP) reports them.
 
-#[allow(unused_imports)]
-use super::*;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::wait_for;
+use crate::error::{Error, Result};
+use crate::lab::Lab;
+use crate::topology::DaemonKind;
 
 // ---------------------------------------------------------------------------------------------
 // Sessions.
