@@ -6,11 +6,11 @@
 //! batches.
 //!
 //! This module holds the types, the dispatch of inputs and a few shared helpers; the work is in
-//! - [`peer`]: configured peers and their sessions, collisions (RFC 4271 sections 6.8 and 8);
-//! - [`graceful_restart`]: the helper side of RFC 4724 and RFC 9494 (stale routes, timers);
-//! - [`import`]: UPDATEs in, local origination, max-prefix (RFC 4486), route refresh requests
+//! - `peer`: configured peers and their sessions, collisions (RFC 4271 sections 6.8 and 8);
+//! - `graceful_restart`: the helper side of RFC 4724 and RFC 9494 (stale routes, timers);
+//! - `import`: UPDATEs in, local origination, max-prefix (RFC 4486), route refresh requests
 //!   (RFC 2918, RFC 7313);
-//! - [`export`]: what each peer is sent, update groups and packed UPDATEs.
+//! - `export`: what each peer is sent, update groups and packed UPDATEs.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};

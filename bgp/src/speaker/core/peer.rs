@@ -578,7 +578,7 @@ impl Core {
         self.keep_or_drop_routes(address, &reason);
     }
 
-    /// Stops every session; see [`Input::Shutdown`].
+    /// Stops every session; see [`super::Input::Shutdown`].
     pub(super) fn shutdown(&mut self, graceful: bool, now: Instant) {
         let addresses: Vec<IpAddr> = self.peers.keys().copied().collect();
         for address in addresses {

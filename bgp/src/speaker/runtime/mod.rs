@@ -3,10 +3,10 @@
 //! One task owns the core and all its state, fed by bounded channels: requests from handles
 //! (commands, status and route queries, answered between batches of inputs) and inputs from
 //! the connection tasks. It passes each input to the core with the time from tokio's clock
-//! (which tests may pause), and carries out what the core returns: [`connection`] opens,
+//! (which tests may pause), and carries out what the core returns: `connection` opens,
 //! accepts, reads and writes TCP connections (decoding in the reader tasks, in parallel, so a
-//! fast peer cannot outrun the core without TCP pushing back), [`timers`] runs the core's
-//! timers, and [`subscription`] hands events to subscribers.
+//! fast peer cannot outrun the core without TCP pushing back), `timers` runs the core's
+//! timers, and `subscription` hands events to subscribers.
 
 use std::collections::HashMap;
 use std::io;
@@ -93,7 +93,8 @@ impl std::fmt::Debug for Request {
 }
 
 impl Speaker {
-    /// Starts a speaker listening on `listen` (port 0 picks one; see [`Speaker::local_addrs`]).
+    /// Starts a speaker listening on `listen` (port 0 picks one); returns it with the addresses
+    /// it is bound to.
     pub async fn start(
         config: SpeakerConfig,
         listen: &[SocketAddr],
