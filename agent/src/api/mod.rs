@@ -22,4 +22,4 @@ mod server;
 mod status;
 mod watch;
 
-pub use server::{Api, ServeError, Server, connect_unix};
+pub use server::{Api, ServeError, Server, connect_unix, connect_unix_within};

@@ -40,6 +40,21 @@ pub async fn connect_unix(
         .await
 }
 
+/// [`connect_unix`] once something serves `path`, trying every 50 ms for up to `within` (a ternd
+/// that is starting); after that, the last attempt's error.
+pub async fn connect_unix_within(
+    path: &Path,
+    within: Duration,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::net::UnixStream::connect(path).await.is_err()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    connect_unix(path).await
+}
+
 /// How long in-flight calls (watch streams) may take to finish once ternd stops.
 const DRAIN: Duration = Duration::from_secs(1);
 

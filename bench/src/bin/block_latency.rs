@@ -34,17 +34,11 @@ fn listen(namespace: String, events: mpsc::Sender<(Instant, IpNetwork, bool)>) {
     });
 }
 
+/// A channel to the API on `path`, waiting up to 20 s for ternd to serve it.
 async fn channel(path: &Path) -> Channel {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::UnixStream::connect(path).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nothing serves {}",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tern_agent::api::connect_unix(path).await.unwrap()
+    tern_agent::api::connect_unix_within(path, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|error| panic!("nothing serves {}: {error}", path.display()))
 }
 
 fn wait(
