@@ -43,7 +43,6 @@
 //! `Mergeable`, `VnetHeader`) is pure; the system calls sit at the end of the file.
 #![allow(unsafe_code)]
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, PipeReader, PipeWriter, Read, Write};
@@ -51,12 +50,16 @@ use std::mem::size_of;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use ipnetwork::Ipv4Network;
 use tracing::{debug, warn};
+
+mod table;
+
+use table::{Routes, Table};
 
 /// IP protocol number of IP-in-IP (RFC 2003 section 3).
 const PROTOCOL_IPIP: u8 = 4;
@@ -283,115 +286,6 @@ pub fn delete_device(name: &str) -> io::Result<()> {
     }
     let tun = open_tun(name).map_err(|e| context(e, format!("cannot attach TUN {name}")))?;
     set_persist(&tun, false)
-}
-
-// ---------------------------------------------------------------------------------------------
-// The forwarding table.
-// ---------------------------------------------------------------------------------------------
-
-/// Inner destination prefixes and the nodes behind them, for longest-prefix match: one sorted
-/// level per prefix length present, longest first (pod blocks make one or two levels).
-#[derive(Debug, Default)]
-struct Table {
-    levels: Vec<Level>,
-    /// Every node address in the table, sorted: the outer sources accepted.
-    nodes: Vec<u32>,
-}
-
-/// The prefixes of one length, sorted by network.
-#[derive(Debug)]
-struct Level {
-    mask: u32,
-    length: u8,
-    entries: Vec<(u32, Box<[Ipv4Addr]>)>,
-}
-
-impl Table {
-    /// Duplicate prefixes merge their nodes; prefixes without nodes are left out.
-    fn new(routes: Vec<(Ipv4Network, Vec<Ipv4Addr>)>) -> Table {
-        let mut merged: BTreeMap<(u8, u32), Vec<Ipv4Addr>> = BTreeMap::new();
-        for (prefix, nodes) in routes {
-            merged
-                .entry((prefix.prefix(), u32::from(prefix.network())))
-                .or_default()
-                .extend(nodes);
-        }
-        let mut table = Table::default();
-        // Longest first; within a length, networks ascending.
-        let mut by_length: Vec<_> = merged.into_iter().collect();
-        by_length.sort_by(|a, b| b.0.0.cmp(&a.0.0).then(a.0.1.cmp(&b.0.1)));
-        for ((length, network), mut nodes) in by_length {
-            // Sorted, so the choice of a flow's node does not depend on the order given.
-            nodes.sort();
-            nodes.dedup();
-            if nodes.is_empty() {
-                continue;
-            }
-            table.nodes.extend(nodes.iter().map(|n| u32::from(*n)));
-            let entry = (network, nodes.into_boxed_slice());
-            match table.levels.last_mut() {
-                Some(level) if level.length == length => level.entries.push(entry),
-                _ => table.levels.push(Level {
-                    mask: mask(length),
-                    length,
-                    entries: vec![entry],
-                }),
-            }
-        }
-        table.nodes.sort_unstable();
-        table.nodes.dedup();
-        table
-    }
-
-    /// The nodes behind the longest prefix holding `destination`.
-    fn lookup(&self, destination: u32) -> Option<&[Ipv4Addr]> {
-        self.levels.iter().find_map(|level| {
-            let key = destination & level.mask;
-            let index = level.entries.binary_search_by_key(&key, |e| e.0).ok()?;
-            level.entries.get(index).map(|e| &*e.1)
-        })
-    }
-
-    /// Whether `address` is one of the nodes.
-    fn knows(&self, address: u32) -> bool {
-        self.nodes.binary_search(&address).is_ok()
-    }
-}
-
-fn mask(length: u8) -> u32 {
-    u32::MAX
-        .checked_shl(32_u32.saturating_sub(u32::from(length)))
-        .unwrap_or(0)
-}
-
-/// The table, replaced whole by the agent. Each thread keeps its own `Arc` of the current table
-/// and takes the lock only when the generation says it was replaced.
-#[derive(Debug, Default)]
-struct Routes {
-    generation: AtomicU64,
-    table: RwLock<Arc<Table>>,
-}
-
-impl Routes {
-    fn replace(&self, table: Table) {
-        *self.table.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
-        self.generation.fetch_add(1, Ordering::Release);
-    }
-
-    /// The current table, refreshing `cached` if it was replaced.
-    fn current<'a>(&self, cached: &'a mut (u64, Arc<Table>)) -> &'a Table {
-        let generation = self.generation.load(Ordering::Acquire);
-        if cached.0 != generation {
-            let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
-            *cached = (generation, Arc::clone(&table));
-        }
-        &cached.1
-    }
-
-    fn snapshot(&self) -> (u64, Arc<Table>) {
-        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
-        (self.generation.load(Ordering::Acquire), Arc::clone(&table))
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2308,17 +2202,6 @@ mod tests {
         syn[6] = 0x40;
         let syn = valid(syn);
         assert_eq!(Mergeable::parse(&syn), None);
-    }
-
-    #[test]
-    fn a_replaced_table_reaches_a_cached_reader() {
-        let routes = Routes::default();
-        let mut cached = routes.snapshot();
-        assert!(routes.current(&mut cached).lookup(0x0af4_0201).is_none());
-        routes.replace(table(&[("10.244.2.0/26", &["192.168.0.2"])]));
-        let nodes = routes.current(&mut cached).lookup(0x0af4_0201);
-        assert_eq!(nodes, Some(&[addr("192.168.0.2")][..]));
-        assert!(routes.current(&mut cached).knows(0xc0a8_0002));
     }
 
     #[test]
