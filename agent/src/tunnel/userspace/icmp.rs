@@ -70,3 +70,44 @@ pub(super) fn fragmentation_needed(
     icmp[3] = sum[1];
     Some(length)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::*;
+    use super::*;
+
+    #[test]
+    fn fragmentation_needed_quotes_the_header_and_8_octets_with_valid_checksums() {
+        let payload: Vec<u8> = (0..100).collect();
+        let mut original = packet("10.244.1.1", "10.244.2.1", 6, 0, &payload);
+        original[4] = 0xab;
+        let mut out = [0; FRAGMENTATION_NEEDED_MAX];
+        let length = fragmentation_needed(&original, 1380, &mut out).unwrap();
+        let message = &out[..length];
+        assert_eq!(length, 20 + 8 + 28);
+        let ip = Header::parse(message).unwrap();
+        assert_eq!(ip.protocol, 1);
+        assert_eq!(ip.total_length, length);
+        assert_eq!(Ipv4Addr::from(ip.source), addr("10.244.2.1"));
+        assert_eq!(Ipv4Addr::from(ip.destination), addr("10.244.1.1"));
+        assert_eq!(checksum(&message[..20]), 0, "IP header checksum");
+        assert_eq!(
+            &message[20..28],
+            &[3, 4, message[22], message[23], 0, 0, 0x05, 0x64]
+        );
+        assert_eq!(checksum(&message[20..]), 0, "ICMP checksum");
+        assert_eq!(&message[28..], &original[..28]);
+    }
+
+    #[test]
+    fn no_fragmentation_needed_about_icmp_errors_or_later_fragments() {
+        let mut out = [0; FRAGMENTATION_NEEDED_MAX];
+        let error = packet("10.244.1.1", "10.244.2.1", 1, 0, &[3, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(fragmentation_needed(&error, 1380, &mut out), None);
+        let echo = packet("10.244.1.1", "10.244.2.1", 1, 0, &[8, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(fragmentation_needed(&echo, 1380, &mut out).is_some());
+        let mut later = tcp("10.244.1.1", "10.244.2.1", 1, 2);
+        later[7] = 1;
+        assert_eq!(fragmentation_needed(&later, 1380, &mut out), None);
+    }
+}

@@ -745,16 +745,22 @@ impl CounterCells {
 mod tests {
     use super::*;
 
-    fn net(text: &str) -> Ipv4Network {
+    pub(super) fn net(text: &str) -> Ipv4Network {
         text.parse().unwrap()
     }
 
-    fn addr(text: &str) -> Ipv4Addr {
+    pub(super) fn addr(text: &str) -> Ipv4Addr {
         text.parse().unwrap()
     }
 
     /// An IPv4 packet with a valid header checksum, `payload` after a 20-octet header.
-    fn packet(source: &str, destination: &str, protocol: u8, tos: u8, payload: &[u8]) -> Vec<u8> {
+    pub(super) fn packet(
+        source: &str,
+        destination: &str,
+        protocol: u8,
+        tos: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let total = u16::try_from(IPV4_HEADER + payload.len())
             .unwrap()
             .to_be_bytes();
@@ -770,14 +776,19 @@ mod tests {
         p
     }
 
-    fn tcp(source: &str, destination: &str, source_port: u16, destination_port: u16) -> Vec<u8> {
+    pub(super) fn tcp(
+        source: &str,
+        destination: &str,
+        source_port: u16,
+        destination_port: u16,
+    ) -> Vec<u8> {
         let mut payload = source_port.to_be_bytes().to_vec();
         payload.extend(destination_port.to_be_bytes());
         payload.extend([0; 16]);
         packet(source, destination, 6, 0, &payload)
     }
 
-    fn table(routes: &[(&str, &[&str])]) -> Table {
+    pub(super) fn table(routes: &[(&str, &[&str])]) -> Table {
         Table::new(
             routes
                 .iter()
@@ -786,150 +797,11 @@ mod tests {
         )
     }
 
-    fn node_of(packet: &[u8], table: &Table) -> Option<Ipv4Addr> {
+    pub(super) fn node_of(packet: &[u8], table: &Table) -> Option<Ipv4Addr> {
         match outbound(packet, table) {
             Outbound::Send { node, .. } => Some(node),
             _ => None,
         }
-    }
-
-    #[test]
-    fn the_longest_prefix_wins() {
-        let table = table(&[
-            ("10.244.0.0/16", &["192.168.0.1"]),
-            ("10.244.2.0/26", &["192.168.0.2"]),
-            ("10.244.2.7/32", &["192.168.0.3"]),
-            ("0.0.0.0/0", &["192.168.0.4"]),
-        ]);
-        let to = |d: &str| node_of(&tcp("10.244.1.1", d, 1, 2), &table);
-        assert_eq!(to("10.244.2.7"), Some(addr("192.168.0.3")));
-        assert_eq!(to("10.244.2.8"), Some(addr("192.168.0.2")));
-        assert_eq!(to("10.244.2.64"), Some(addr("192.168.0.1")));
-        assert_eq!(to("8.8.8.8"), Some(addr("192.168.0.4")));
-    }
-
-    #[test]
-    fn a_destination_outside_every_prefix_has_no_route() {
-        let table = table(&[("10.244.2.0/26", &["192.168.0.2"])]);
-        let packet = tcp("10.244.1.1", "10.244.3.1", 1, 2);
-        assert_eq!(outbound(&packet, &table), Outbound::NoRoute);
-        let empty = self::table(&[("10.244.3.0/26", &[])]);
-        assert_eq!(outbound(&packet, &empty), Outbound::NoRoute);
-    }
-
-    #[test]
-    fn ipv6_and_garbage_from_the_device_are_ignored() {
-        let table = table(&[("0.0.0.0/0", &["192.168.0.2"])]);
-        let mut ipv6 = vec![0x60; 40];
-        ipv6[4] = 0;
-        assert_eq!(outbound(&ipv6, &table), Outbound::NotIpv4);
-        assert_eq!(outbound(&[0x45, 0, 0], &table), Outbound::NotIpv4);
-    }
-
-    #[test]
-    fn the_outer_header_keeps_df_and_the_tos_of_the_inner_packet() {
-        let table = table(&[("10.244.2.0/26", &["192.168.0.2"])]);
-        let mut packet = packet("10.244.1.1", "10.244.2.1", 1, 0xb8 | ECN_CE, &[8, 0, 0, 0]);
-        packet.extend([0xee; 3]);
-        assert_eq!(
-            outbound(&packet, &table),
-            Outbound::Send {
-                node: addr("192.168.0.2"),
-                length: 24,
-                dont_fragment: true,
-                tos: 0xb8 | ECN_ECT_0,
-            }
-        );
-        packet[6] = 0;
-        assert!(matches!(
-            outbound(&packet, &table),
-            Outbound::Send {
-                dont_fragment: false,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn one_flow_stays_on_one_node_and_flows_spread_over_all() {
-        let nodes = ["192.168.0.2", "192.168.0.3", "192.168.0.4"];
-        let forward = table(&[("10.244.2.0/26", &nodes)]);
-        let mut reversed = nodes;
-        reversed.reverse();
-        let backward = table(&[("10.244.2.0/26", &reversed)]);
-        let mut used = std::collections::BTreeSet::new();
-        for port in 1000..1100 {
-            let packet = tcp("10.244.1.1", "10.244.2.1", port, 80);
-            let node = node_of(&packet, &forward).unwrap();
-            assert_eq!(node_of(&packet, &forward), Some(node));
-            assert_eq!(
-                node_of(&packet, &backward),
-                Some(node),
-                "order given matters"
-            );
-            used.insert(node);
-        }
-        assert_eq!(used.len(), 3);
-    }
-
-    #[test]
-    fn fragments_of_a_packet_take_the_path_of_its_addresses() {
-        let nodes = ["192.168.0.2", "192.168.0.3", "192.168.0.4", "192.168.0.5"];
-        let table = table(&[("10.244.2.0/26", &nodes)]);
-        let mut first = tcp("10.244.1.1", "10.244.2.1", 1234, 80);
-        first[6] = 0x20; // more fragments
-        let mut later = tcp("10.244.1.1", "10.244.2.1", 9999, 9999);
-        later[6] = 0x00;
-        later[7] = 0x10; // offset 16 * 8: data, not ports
-        assert_eq!(node_of(&first, &table), node_of(&later, &table));
-    }
-
-    #[test]
-    fn a_packet_from_a_node_is_unwrapped_and_its_padding_dropped() {
-        let table = table(&[("10.244.2.0/26", &["192.168.77.2"])]);
-        let inner = packet("10.244.2.1", "10.244.1.1", 1, 0, &[0, 0, 0, 0, 1, 2, 3, 4]);
-        let mut outer = packet("192.168.77.2", "192.168.77.1", 4, 0, &inner);
-        outer.extend([0; 6]);
-        assert_eq!(
-            inbound(&mut outer, &table),
-            Inbound::Deliver { start: 20, end: 48 }
-        );
-        assert_eq!(&outer[20..48], &inner[..]);
-    }
-
-    #[test]
-    fn a_packet_from_an_unknown_source_is_refused() {
-        let table = table(&[("10.244.2.0/26", &["192.168.77.2"])]);
-        let inner = packet("10.244.2.1", "10.244.1.1", 1, 0, &[0; 8]);
-        let mut outer = packet("192.168.77.3", "192.168.77.1", 4, 0, &inner);
-        assert_eq!(inbound(&mut outer, &table), Inbound::UnknownSource);
-    }
-
-    #[test]
-    fn an_inner_packet_longer_than_its_carrier_is_invalid() {
-        let table = table(&[("10.244.2.0/26", &["192.168.77.2"])]);
-        let mut inner = packet("10.244.2.1", "10.244.1.1", 1, 0, &[0; 8]);
-        inner[3] += 1;
-        let mut outer = packet("192.168.77.2", "192.168.77.1", 4, 0, &inner);
-        assert_eq!(inbound(&mut outer, &table), Inbound::Invalid);
-        let mut ipv6_inside = packet("192.168.77.2", "192.168.77.1", 4, 0, &[0x60; 40]);
-        assert_eq!(inbound(&mut ipv6_inside, &table), Inbound::Invalid);
-    }
-
-    #[test]
-    fn an_outer_ce_mark_reaches_an_ecn_capable_inner_packet() {
-        let table = table(&[("10.244.2.0/26", &["192.168.77.2"])]);
-        let inner = packet("10.244.2.1", "10.244.1.1", 6, ECN_ECT_0, &[0; 20]);
-        let mut outer = packet("192.168.77.2", "192.168.77.1", 4, ECN_CE, &inner);
-        assert!(matches!(
-            inbound(&mut outer, &table),
-            Inbound::Deliver { .. }
-        ));
-        assert_eq!(outer[21] & ECN_MASK, ECN_CE);
-        assert_eq!(checksum(&outer[20..40]), 0, "inner header checksum");
-        let not_ect = packet("10.244.2.1", "10.244.1.1", 6, ECN_NOT_ECT, &[0; 20]);
-        let mut outer = packet("192.168.77.2", "192.168.77.1", 4, ECN_CE, &not_ect);
-        assert_eq!(inbound(&mut outer, &table), Inbound::Invalid);
     }
 
     #[test]
@@ -980,43 +852,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn fragmentation_needed_quotes_the_header_and_8_octets_with_valid_checksums() {
-        let payload: Vec<u8> = (0..100).collect();
-        let mut original = packet("10.244.1.1", "10.244.2.1", 6, 0, &payload);
-        original[4] = 0xab;
-        let mut out = [0; FRAGMENTATION_NEEDED_MAX];
-        let length = fragmentation_needed(&original, 1380, &mut out).unwrap();
-        let message = &out[..length];
-        assert_eq!(length, 20 + 8 + 28);
-        let ip = Header::parse(message).unwrap();
-        assert_eq!(ip.protocol, 1);
-        assert_eq!(ip.total_length, length);
-        assert_eq!(Ipv4Addr::from(ip.source), addr("10.244.2.1"));
-        assert_eq!(Ipv4Addr::from(ip.destination), addr("10.244.1.1"));
-        assert_eq!(checksum(&message[..20]), 0, "IP header checksum");
-        assert_eq!(
-            &message[20..28],
-            &[3, 4, message[22], message[23], 0, 0, 0x05, 0x64]
-        );
-        assert_eq!(checksum(&message[20..]), 0, "ICMP checksum");
-        assert_eq!(&message[28..], &original[..28]);
-    }
-
-    #[test]
-    fn no_fragmentation_needed_about_icmp_errors_or_later_fragments() {
-        let mut out = [0; FRAGMENTATION_NEEDED_MAX];
-        let error = packet("10.244.1.1", "10.244.2.1", 1, 0, &[3, 1, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(fragmentation_needed(&error, 1380, &mut out), None);
-        let echo = packet("10.244.1.1", "10.244.2.1", 1, 0, &[8, 0, 0, 0, 0, 0, 0, 0]);
-        assert!(fragmentation_needed(&echo, 1380, &mut out).is_some());
-        let mut later = tcp("10.244.1.1", "10.244.2.1", 1, 2);
-        later[7] = 1;
-        assert_eq!(fragmentation_needed(&later, 1380, &mut out), None);
-    }
-
     /// A TCP packet from 10.244.2.1:1234 to 10.244.1.1:80 with `flags` and `payload`.
-    fn tcp_segment(sequence: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    pub(super) fn tcp_segment(sequence: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
         let mut tcp = vec![0x04, 0xd2, 0x00, 0x50];
         tcp.extend(sequence.to_be_bytes());
         tcp.extend([0, 0, 0, 1, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
@@ -1024,90 +861,8 @@ mod tests {
         packet("10.244.2.1", "10.244.1.1", 6, ECN_ECT_0, &tcp)
     }
 
-    #[test]
-    fn a_tcp_packet_merged_by_gro_is_cut_back_into_segments_that_fit() {
-        let payload: Vec<u8> = (0..3000).map(|i| (i % 251) as u8).collect();
-        let (fin, psh, ack, cwr) = (0x01, 0x08, 0x10, 0x80);
-        let merged = tcp_segment(0xffff_ff00, fin | psh | ack | cwr, &payload);
-        let mut scratch = vec![0; MAX_PACKET];
-        let mut segments = Vec::new();
-        assert!(resegment(&merged, 1480, &mut scratch, |s| segments.push(s.to_vec())));
-        let lengths: Vec<usize> = segments.iter().map(Vec::len).collect();
-        assert_eq!(lengths, [1480, 1480, 160]);
-        let mut pseudo = [10, 244, 2, 1, 10, 244, 1, 1, 0, 6, 0, 0];
-        let mut data: Vec<u8> = Vec::new();
-        for (i, segment) in segments.iter().enumerate() {
-            let header = Header::parse(segment).unwrap();
-            assert_eq!(header.total_length, segment.len());
-            assert_eq!(segment[1], ECN_ECT_0);
-            assert_eq!(checksum(&segment[..20]), 0, "IP header checksum");
-            let id = u16::from_be_bytes([segment[4], segment[5]]);
-            assert_eq!(id, 0x1234 + i as u16);
-            pseudo[10..].copy_from_slice(&((segment.len() - 20) as u16).to_be_bytes());
-            assert_eq!(
-                fold(word_sum(&pseudo) + word_sum(&segment[20..])),
-                0,
-                "TCP checksum"
-            );
-            let sequence = u32::from_be_bytes(segment[24..28].try_into().unwrap());
-            assert_eq!(sequence, 0xffff_ff00_u32.wrapping_add(1440 * i as u32));
-            let flags = [ack | cwr, ack, ack | psh | fin][i];
-            assert_eq!(segment[33], flags, "segment {i}");
-            data.extend(&segment[40..]);
-        }
-        assert_eq!(data, payload);
-    }
-
-    #[test]
-    fn packets_that_fit_or_are_not_tcp_go_in_whole() {
-        let mut scratch = vec![0; MAX_PACKET];
-        let fits = tcp_segment(1, 0x10, &[0; 1440]);
-        assert!(!resegment(&fits, 1480, &mut scratch, |_| panic!()));
-        let udp = packet("10.244.2.1", "10.244.1.1", 17, 0, &[0; 3000]);
-        assert!(!resegment(&udp, 1480, &mut scratch, |_| panic!()));
-    }
-
-    #[test]
-    fn the_fast_word_sum_matches_the_plain_one() {
-        let plain = |bytes: &[u8]| -> u16 {
-            let mut sum: u32 = bytes
-                .chunks(2)
-                .map(|p| u32::from(p[0]) << 8 | u32::from(*p.get(1).unwrap_or(&0)))
-                .sum();
-            while sum > 0xffff {
-                sum = (sum & 0xffff) + (sum >> 16);
-            }
-            !(sum as u16)
-        };
-        let data: Vec<u8> = (0..3000_u32).map(|i| (i * 7 + i / 13) as u8).collect();
-        for length in (0..40).chain([1479, 1480, 2999, 3000]) {
-            assert_eq!(
-                checksum(&data[..length]),
-                plain(&data[..length]),
-                "{length}"
-            );
-        }
-        assert_eq!(checksum(&[0xff; 64]), 0, "all ones sum to negative zero");
-        assert_eq!(checksum(&[0; 64]), 0xffff);
-    }
-
-    #[test]
-    fn the_virtio_net_header_round_trips() {
-        let header = VnetHeader {
-            flags: VNET_NEEDS_CSUM,
-            gso_type: VNET_GSO_TCPV4 | VNET_GSO_ECN,
-            header_length: 52,
-            gso_size: 1428,
-            csum_start: 20,
-            csum_offset: 16,
-        };
-        assert_eq!(VnetHeader::parse(&header.encode()), Some(header));
-        assert_eq!(VnetHeader::parse(&[0; 9]), None);
-        assert_eq!(VnetHeader::parse(&[0; 10]), Some(VnetHeader::default()));
-    }
-
     /// `segment` with both checksums made right.
-    fn valid(mut segment: Vec<u8>) -> Vec<u8> {
+    pub(super) fn valid(mut segment: Vec<u8>) -> Vec<u8> {
         segment[10..12].fill(0);
         let sum = checksum(&segment[..20]).to_be_bytes();
         segment[10..12].copy_from_slice(&sum);
@@ -1120,50 +875,15 @@ mod tests {
 
     /// `segment` with its TCP checksum replaced by the pseudo-header sum, as the kernel hands
     /// over a packet with `VIRTIO_NET_HDR_F_NEEDS_CSUM`.
-    fn partial(mut segment: Vec<u8>) -> Vec<u8> {
+    pub(super) fn partial(mut segment: Vec<u8>) -> Vec<u8> {
         let pseudo = pseudo_header_sum(0x0af4_0201, 0x0af4_0101, 6, segment.len() - 20);
         segment[36..38].copy_from_slice(&(!fold(pseudo)).to_be_bytes());
         segment
     }
 
-    #[test]
-    fn a_partial_checksum_is_finished() {
-        let whole = valid(tcp_segment(7, 0x18, b"hello, world"));
-        let mut packet = partial(whole.clone());
-        assert!(finish_checksum(&mut packet, 20, 16));
-        assert_eq!(packet, whole);
-        assert!(!finish_checksum(&mut packet, 20, 100));
-        assert!(!finish_checksum(&mut packet, 60, 0));
-    }
-
-    #[test]
-    fn a_tso_super_packet_is_cut_at_the_size_the_kernel_asked_for() {
-        let payload: Vec<u8> = (0..5000).map(|i| (i % 253) as u8).collect();
-        let (psh, ack, cwr) = (0x08, 0x10, 0x80);
-        let sequence: u32 = 0xffff_fff0;
-        let segment = |i: usize, flags: u8| {
-            let chunk = &payload[i * 1428..((i + 1) * 1428).min(payload.len())];
-            let mut s = tcp_segment(sequence.wrapping_add(1428 * i as u32), flags, chunk);
-            s[4..6].copy_from_slice(&(0x1234_u16 + i as u16).to_be_bytes());
-            valid(s)
-        };
-        let super_packet = partial(tcp_segment(sequence, ack | psh | cwr, &payload));
-        let plan = Segmentation::plan(&super_packet).unwrap();
-        assert_eq!(plan.count(1428), 4);
-        let mut out = vec![0; 1500];
-        for i in 0..4 {
-            let length = plan.write(&super_packet, 1428, i, &mut out).unwrap();
-            assert_eq!(length, plan.length(1428, i));
-            let flags = [ack | cwr, ack, ack, ack | psh][i];
-            assert_eq!(out[..length], segment(i, flags)[..], "segment {i}");
-        }
-        assert_eq!(plan.write(&super_packet, 1428, 4, &mut out), None);
-        assert_eq!(plan.write(&super_packet, 1428, 0, &mut out[..100]), None);
-    }
-
     /// A train of full segments of one flow, the last with PSH, with consecutive sequence
     /// numbers and identifications.
-    fn train(count: usize, size: usize) -> Vec<Vec<u8>> {
+    pub(super) fn train(count: usize, size: usize) -> Vec<Vec<u8>> {
         (0..count)
             .map(|i| {
                 let data: Vec<u8> = (0..size).map(|j| (i * 31 + j) as u8).collect();
@@ -1176,7 +896,7 @@ mod tests {
             .collect()
     }
 
-    fn merges(segments: &[Vec<u8>]) -> usize {
+    pub(super) fn merges(segments: &[Vec<u8>]) -> usize {
         let first = Mergeable::parse(&segments[0]).unwrap();
         let (mut last, mut length, mut taken) = (first, segments[0].len(), 1);
         for next in &segments[1..] {
@@ -1189,71 +909,5 @@ mod tests {
             (last, length, taken) = (merged, length + merged.payload, taken + 1);
         }
         taken
-    }
-
-    #[test]
-    fn merged_segments_are_cut_back_into_the_very_same_segments() {
-        let segments = train(5, 1000);
-        assert_eq!(merges(&segments), 5);
-        let first = Mergeable::parse(&segments[0]).unwrap();
-        let length = 40 + 5 * 1000;
-        let mut headers = [0; 120];
-        let vnet = merged_headers(&segments[0], &first, 0x18, length, &mut headers).unwrap();
-        assert_eq!(
-            (vnet.flags, vnet.gso_type, vnet.gso_size, vnet.header_length),
-            (VNET_NEEDS_CSUM, VNET_GSO_TCPV4, 1000, 40)
-        );
-        assert_eq!((vnet.csum_start, vnet.csum_offset), (20, 16));
-        let mut merged = headers[..40].to_vec();
-        for segment in &segments {
-            merged.extend(&segment[40..]);
-        }
-        // What the kernel does with it: GSO, as on the way out.
-        let plan = Segmentation::plan(&merged).unwrap();
-        let mut out = vec![0; 1100];
-        for (i, segment) in segments.iter().enumerate() {
-            let length = plan.write(&merged, 1000, i, &mut out).unwrap();
-            assert_eq!(&out[..length], &segment[..], "segment {i}");
-        }
-    }
-
-    #[test]
-    fn only_in_order_full_segments_of_one_flow_are_merged() {
-        let base = train(3, 1000);
-        assert_eq!(merges(&base), 3);
-        // Out of order.
-        let swapped = vec![base[0].clone(), base[2].clone(), base[1].clone()];
-        assert_eq!(merges(&swapped), 1);
-        // A short segment ends the run (but joins it); PSH too.
-        let mut short = train(3, 1000);
-        short[1].truncate(540);
-        short[1][2..4].copy_from_slice(&540_u16.to_be_bytes());
-        short[1][33] = 0x10;
-        short[1] = valid(short[1].clone());
-        assert_eq!(merges(&short), 2);
-        let mut push_first = train(2, 1000);
-        push_first[0][33] = 0x18;
-        push_first[0] = valid(push_first[0].clone());
-        assert_eq!(merges(&push_first), 1);
-        // Another acknowledgment number, a bad checksum, SYN: never.
-        let mut other_ack = base.clone();
-        other_ack[1][31] ^= 1;
-        other_ack[1] = valid(other_ack[1].clone());
-        assert_eq!(merges(&other_ack), 1);
-        let mut corrupt = base.clone();
-        corrupt[0][100] ^= 1;
-        assert_eq!(Mergeable::parse(&corrupt[0]), None);
-        let mut syn = tcp_segment(1, 0x12, &[0; 10]);
-        syn[6] = 0x40;
-        let syn = valid(syn);
-        assert_eq!(Mergeable::parse(&syn), None);
-    }
-
-    #[test]
-    fn interface_names_are_checked() {
-        assert!(interface_request("tunl0").is_ok());
-        assert!(interface_request("").is_err());
-        assert!(interface_request("a-name-too-long-x").is_err());
-        assert!(interface_request("a/b").is_err());
     }
 }

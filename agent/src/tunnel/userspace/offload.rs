@@ -291,3 +291,160 @@ pub(super) fn merged_headers(
         csum_offset: 16,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::*;
+    use super::*;
+
+    #[test]
+    fn a_tcp_packet_merged_by_gro_is_cut_back_into_segments_that_fit() {
+        let payload: Vec<u8> = (0..3000).map(|i| (i % 251) as u8).collect();
+        let (fin, psh, ack, cwr) = (0x01, 0x08, 0x10, 0x80);
+        let merged = tcp_segment(0xffff_ff00, fin | psh | ack | cwr, &payload);
+        let mut scratch = vec![0; MAX_PACKET];
+        let mut segments = Vec::new();
+        assert!(resegment(&merged, 1480, &mut scratch, |s| segments.push(s.to_vec())));
+        let lengths: Vec<usize> = segments.iter().map(Vec::len).collect();
+        assert_eq!(lengths, [1480, 1480, 160]);
+        let mut pseudo = [10, 244, 2, 1, 10, 244, 1, 1, 0, 6, 0, 0];
+        let mut data: Vec<u8> = Vec::new();
+        for (i, segment) in segments.iter().enumerate() {
+            let header = Header::parse(segment).unwrap();
+            assert_eq!(header.total_length, segment.len());
+            assert_eq!(segment[1], ECN_ECT_0);
+            assert_eq!(checksum(&segment[..20]), 0, "IP header checksum");
+            let id = u16::from_be_bytes([segment[4], segment[5]]);
+            assert_eq!(id, 0x1234 + i as u16);
+            pseudo[10..].copy_from_slice(&((segment.len() - 20) as u16).to_be_bytes());
+            assert_eq!(
+                fold(word_sum(&pseudo) + word_sum(&segment[20..])),
+                0,
+                "TCP checksum"
+            );
+            let sequence = u32::from_be_bytes(segment[24..28].try_into().unwrap());
+            assert_eq!(sequence, 0xffff_ff00_u32.wrapping_add(1440 * i as u32));
+            let flags = [ack | cwr, ack, ack | psh | fin][i];
+            assert_eq!(segment[33], flags, "segment {i}");
+            data.extend(&segment[40..]);
+        }
+        assert_eq!(data, payload);
+    }
+
+    #[test]
+    fn packets_that_fit_or_are_not_tcp_go_in_whole() {
+        let mut scratch = vec![0; MAX_PACKET];
+        let fits = tcp_segment(1, 0x10, &[0; 1440]);
+        assert!(!resegment(&fits, 1480, &mut scratch, |_| panic!()));
+        let udp = packet("10.244.2.1", "10.244.1.1", 17, 0, &[0; 3000]);
+        assert!(!resegment(&udp, 1480, &mut scratch, |_| panic!()));
+    }
+
+    #[test]
+    fn the_virtio_net_header_round_trips() {
+        let header = VnetHeader {
+            flags: VNET_NEEDS_CSUM,
+            gso_type: VNET_GSO_TCPV4 | VNET_GSO_ECN,
+            header_length: 52,
+            gso_size: 1428,
+            csum_start: 20,
+            csum_offset: 16,
+        };
+        assert_eq!(VnetHeader::parse(&header.encode()), Some(header));
+        assert_eq!(VnetHeader::parse(&[0; 9]), None);
+        assert_eq!(VnetHeader::parse(&[0; 10]), Some(VnetHeader::default()));
+    }
+
+    #[test]
+    fn a_partial_checksum_is_finished() {
+        let whole = valid(tcp_segment(7, 0x18, b"hello, world"));
+        let mut packet = partial(whole.clone());
+        assert!(finish_checksum(&mut packet, 20, 16));
+        assert_eq!(packet, whole);
+        assert!(!finish_checksum(&mut packet, 20, 100));
+        assert!(!finish_checksum(&mut packet, 60, 0));
+    }
+
+    #[test]
+    fn a_tso_super_packet_is_cut_at_the_size_the_kernel_asked_for() {
+        let payload: Vec<u8> = (0..5000).map(|i| (i % 253) as u8).collect();
+        let (psh, ack, cwr) = (0x08, 0x10, 0x80);
+        let sequence: u32 = 0xffff_fff0;
+        let segment = |i: usize, flags: u8| {
+            let chunk = &payload[i * 1428..((i + 1) * 1428).min(payload.len())];
+            let mut s = tcp_segment(sequence.wrapping_add(1428 * i as u32), flags, chunk);
+            s[4..6].copy_from_slice(&(0x1234_u16 + i as u16).to_be_bytes());
+            valid(s)
+        };
+        let super_packet = partial(tcp_segment(sequence, ack | psh | cwr, &payload));
+        let plan = Segmentation::plan(&super_packet).unwrap();
+        assert_eq!(plan.count(1428), 4);
+        let mut out = vec![0; 1500];
+        for i in 0..4 {
+            let length = plan.write(&super_packet, 1428, i, &mut out).unwrap();
+            assert_eq!(length, plan.length(1428, i));
+            let flags = [ack | cwr, ack, ack, ack | psh][i];
+            assert_eq!(out[..length], segment(i, flags)[..], "segment {i}");
+        }
+        assert_eq!(plan.write(&super_packet, 1428, 4, &mut out), None);
+        assert_eq!(plan.write(&super_packet, 1428, 0, &mut out[..100]), None);
+    }
+
+    #[test]
+    fn merged_segments_are_cut_back_into_the_very_same_segments() {
+        let segments = train(5, 1000);
+        assert_eq!(merges(&segments), 5);
+        let first = Mergeable::parse(&segments[0]).unwrap();
+        let length = 40 + 5 * 1000;
+        let mut headers = [0; 120];
+        let vnet = merged_headers(&segments[0], &first, 0x18, length, &mut headers).unwrap();
+        assert_eq!(
+            (vnet.flags, vnet.gso_type, vnet.gso_size, vnet.header_length),
+            (VNET_NEEDS_CSUM, VNET_GSO_TCPV4, 1000, 40)
+        );
+        assert_eq!((vnet.csum_start, vnet.csum_offset), (20, 16));
+        let mut merged = headers[..40].to_vec();
+        for segment in &segments {
+            merged.extend(&segment[40..]);
+        }
+        // What the kernel does with it: GSO, as on the way out.
+        let plan = Segmentation::plan(&merged).unwrap();
+        let mut out = vec![0; 1100];
+        for (i, segment) in segments.iter().enumerate() {
+            let length = plan.write(&merged, 1000, i, &mut out).unwrap();
+            assert_eq!(&out[..length], &segment[..], "segment {i}");
+        }
+    }
+
+    #[test]
+    fn only_in_order_full_segments_of_one_flow_are_merged() {
+        let base = train(3, 1000);
+        assert_eq!(merges(&base), 3);
+        // Out of order.
+        let swapped = vec![base[0].clone(), base[2].clone(), base[1].clone()];
+        assert_eq!(merges(&swapped), 1);
+        // A short segment ends the run (but joins it); PSH too.
+        let mut short = train(3, 1000);
+        short[1].truncate(540);
+        short[1][2..4].copy_from_slice(&540_u16.to_be_bytes());
+        short[1][33] = 0x10;
+        short[1] = valid(short[1].clone());
+        assert_eq!(merges(&short), 2);
+        let mut push_first = train(2, 1000);
+        push_first[0][33] = 0x18;
+        push_first[0] = valid(push_first[0].clone());
+        assert_eq!(merges(&push_first), 1);
+        // Another acknowledgment number, a bad checksum, SYN: never.
+        let mut other_ack = base.clone();
+        other_ack[1][31] ^= 1;
+        other_ack[1] = valid(other_ack[1].clone());
+        assert_eq!(merges(&other_ack), 1);
+        let mut corrupt = base.clone();
+        corrupt[0][100] ^= 1;
+        assert_eq!(Mergeable::parse(&corrupt[0]), None);
+        let mut syn = tcp_segment(1, 0x12, &[0; 10]);
+        syn[6] = 0x40;
+        let syn = valid(syn);
+        assert_eq!(Mergeable::parse(&syn), None);
+    }
+}

@@ -261,3 +261,172 @@ pub(super) fn finish_checksum(packet: &mut [u8], start: usize, offset: usize) ->
     packet[field..field + 2].copy_from_slice(&sum.to_be_bytes());
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::*;
+    use super::*;
+
+    #[test]
+    fn the_longest_prefix_wins() {
+        let table = table(&[
+            ("10.244.0.0/16", &["192.168.0.1"]),
+            ("10.244.2.0/26", &["192.168.0.2"]),
+            ("10.244.2.7/32", &["192.168.0.3"]),
+            ("0.0.0.0/0", &["192.168.0.4"]),
+        ]);
+        let to = |d: &str| node_of(&tcp("10.244.1.1", d, 1, 2), &table);
+        assert_eq!(to("10.244.2.7"), Some(addr("192.168.0.3")));
+        assert_eq!(to("10.244.2.8"), Some(addr("192.168.0.2")));
+        assert_eq!(to("10.244.2.64"), Some(addr("192.168.0.1")));
+        assert_eq!(to("8.8.8.8"), Some(addr("192.168.0.4")));
+    }
+
+    #[test]
+    fn a_destination_outside_every_prefix_has_no_route() {
+        let table = table(&[("10.244.2.0/26", &["192.168.0.2"])]);
+        let packet = tcp("10.244.1.1", "10.244.3.1", 1, 2);
+        assert_eq!(outbound(&packet, &table), Outbound::NoRoute);
+        let empty = self::table(&[("10.244.3.0/26", &[])]);
+        assert_eq!(outbound(&packet, &empty), Outbound::NoRoute);
+    }
+
+    #[test]
+    fn ipv6_and_garbage_from_the_device_are_ignored() {
+        let table = table(&[("0.0.0.0/0", &["192.168.0.2"])]);
+        let mut ipv6 = vec![0x60; 40];
+        ipv6[4] = 0;
+        assert_eq!(outbound(&ipv6, &table), Outbound::NotIpv4);
+        assert_eq!(outbound(&[0x45, 0, 0], &table), Outbound::NotIpv4);
+    }
+
+    #[test]
+    fn the_outer_header_keeps_df_and_the_tos_of_the_inner_packet() {
+        let table = table(&[("10.244.2.0/26", &["192.168.0.2"])]);
+        let mut packet = packet("10.244.1.1", "10.244.2.1", 1, 0xb8 | ECN_CE, &[8, 0, 0, 0]);
+        packet.extend([0xee; 3]);
+        assert_eq!(
+            outbound(&packet, &table),
+            Outbound::Send {
+                node: addr("192.168.0.2"),
+                length: 24,
+                dont_fragment: true,
+                tos: 0xb8 | ECN_ECT_0,
+            }
+        );
+        packet[6] = 0;
+        assert!(matches!(
+            outbound(&packet, &table),
+            Outbound::Send {
+                dont_fragment: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn one_flow_stays_on_one_node_and_flows_spread_over_all() {
+        let nodes = ["192.168.0.2", "192.168.0.3", "192.168.0.4"];
+        let forward = table(&[("10.244.2.0/26", &nodes)]);
+        let mut reversed = nodes;
+        reversed.reverse();
+        let backward = table(&[("10.244.2.0/26", &reversed)]);
+        let mut used = std::collections::BTreeSet::new();
+        for port in 1000..1100 {
+            let packet = tcp("10.244.1.1", "10.244.2.1", port, 80);
+            let node = node_of(&packet, &forward).unwrap();
+            assert_eq!(node_of(&packet, &forward), Some(node));
+            assert_eq!(
+                node_of(&packet, &backward),
+                Some(node),
+                "order given matters"
+            );
+            used.insert(node);
+        }
+        assert_eq!(used.len(), 3);
+    }
+
+    #[test]
+    fn fragments_of_a_packet_take_the_path_of_its_addresses() {
+        let nodes = ["192.168.0.2", "192.168.0.3", "192.168.0.4", "192.168.0.5"];
+        let table = table(&[("10.244.2.0/26", &nodes)]);
+        let mut first = tcp("10.244.1.1", "10.244.2.1", 1234, 80);
+        first[6] = 0x20; // more fragments
+        let mut later = tcp("10.244.1.1", "10.244.2.1", 9999, 9999);
+        later[6] = 0x00;
+        later[7] = 0x10; // offset 16 * 8: data, not ports
+        assert_eq!(node_of(&first, &table), node_of(&later, &table));
+    }
+
+    #[test]
+    fn a_packet_from_a_node_is_unwrapped_and_its_padding_dropped() {
+        let table = table(&[("10.244.2.0/26", &["192.168.77.2"])]);
+        let inner = packet("10.244.2.1", "10.244.1.1", 1, 0, &[0, 0, 0, 0, 1, 2, 3, 4]);
+        let mut outer = packet("192.168.77.2", "192.168.77.1", 4, 0, &inner);
+        outer.extend([0; 6]);
+        assert_eq!(
+            inbound(&mut outer, &table),
+            Inbound::Deliver { start: 20, end: 48 }
+        );
+        assert_eq!(&outer[20..48], &inner[..]);
+    }
+
+    #[test]
+    fn a_packet_from_an_unknown_source_is_refused() {
+        let table = table(&[("10.244.2.0/26", &["192.168.77.2"])]);
+        let inner = packet("10.244.2.1", "10.244.1.1", 1, 0, &[0; 8]);
+        let mut outer = packet("192.168.77.3", "192.168.77.1", 4, 0, &inner);
+        assert_eq!(inbound(&mut outer, &table), Inbound::UnknownSource);
+    }
+
+    #[test]
+    fn an_inner_packet_longer_than_its_carrier_is_invalid() {
+        let table = table(&[("10.244.2.0/26", &["192.168.77.2"])]);
+        let mut inner = packet("10.244.2.1", "10.244.1.1", 1, 0, &[0; 8]);
+        inner[3] += 1;
+        let mut outer = packet("192.168.77.2", "192.168.77.1", 4, 0, &inner);
+        assert_eq!(inbound(&mut outer, &table), Inbound::Invalid);
+        let mut ipv6_inside = packet("192.168.77.2", "192.168.77.1", 4, 0, &[0x60; 40]);
+        assert_eq!(inbound(&mut ipv6_inside, &table), Inbound::Invalid);
+    }
+
+    #[test]
+    fn an_outer_ce_mark_reaches_an_ecn_capable_inner_packet() {
+        let table = table(&[("10.244.2.0/26", &["192.168.77.2"])]);
+        let inner = packet("10.244.2.1", "10.244.1.1", 6, ECN_ECT_0, &[0; 20]);
+        let mut outer = packet("192.168.77.2", "192.168.77.1", 4, ECN_CE, &inner);
+        assert!(matches!(
+            inbound(&mut outer, &table),
+            Inbound::Deliver { .. }
+        ));
+        assert_eq!(outer[21] & ECN_MASK, ECN_CE);
+        assert_eq!(checksum(&outer[20..40]), 0, "inner header checksum");
+        let not_ect = packet("10.244.2.1", "10.244.1.1", 6, ECN_NOT_ECT, &[0; 20]);
+        let mut outer = packet("192.168.77.2", "192.168.77.1", 4, ECN_CE, &not_ect);
+        assert_eq!(inbound(&mut outer, &table), Inbound::Invalid);
+    }
+
+    #[test]
+    fn the_fast_word_sum_matches_the_plain_one() {
+        let plain = |bytes: &[u8]| -> u16 {
+            let mut sum: u32 = bytes
+                .chunks(2)
+                .map(|p| u32::from(p[0]) << 8 | u32::from(*p.get(1).unwrap_or(&0)))
+                .sum();
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            !(sum as u16)
+        };
+        let data: Vec<u8> = (0..3000_u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        for length in (0..40).chain([1479, 1480, 2999, 3000]) {
+            assert_eq!(
+                checksum(&data[..length]),
+                plain(&data[..length]),
+                "{length}"
+            );
+        }
+        assert_eq!(checksum(&[0xff; 64]), 0, "all ones sum to negative zero");
+        assert_eq!(checksum(&[0; 64]), 0xffff);
+    }
+}

@@ -379,3 +379,16 @@ pub(super) fn interface_index(control: &OwnedFd, name: &str) -> io::Result<u32> 
     let index = unsafe { request.ifr_ifru.ifru_ifindex };
     u32::try_from(index).map_err(|_| io::Error::other("negative interface index"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_are_checked() {
+        assert!(interface_request("tunl0").is_ok());
+        assert!(interface_request("").is_err());
+        assert!(interface_request("a-name-too-long-x").is_err());
+        assert!(interface_request("a/b").is_err());
+    }
+}
