@@ -13,7 +13,7 @@ use tern_bgp::{Filter, PeerConfig, PrefixRange, RouteEntry, SpeakerConfig};
 use crate::config::{CommunityValue, Config, IpPool, SourceAddress, parse_peer_ip};
 use crate::error::DesiredPeerError;
 use crate::routes::{Change, KernelRoute, NextHop, RouteKind};
-use crate::tunnel::{Encapsulation, encapsulation, tunnel_address};
+use crate::tunnel::{Encapsulation, TunnelDevices, TunnelUse, encapsulation, tunnel_address};
 
 /// Where a peer comes from in the configuration (Calico's peer types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,40 +184,6 @@ impl Admission<'_> {
                     peer.kind != PeerKind::Mesh && peer.extra.iter().any(|f| within(prefix, *f))
                 })
             })
-    }
-}
-
-/// The tunnel devices that are up, by interface index.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TunnelDevices {
-    /// `tunl0` (kernel or userspace), when some pool asks for IP-in-IP.
-    pub ipip: Option<u32>,
-    /// `vxlan.tern`, when some pool asks for VXLAN.
-    pub vxlan: Option<u32>,
-}
-
-impl TunnelDevices {
-    /// Whether any route may be encapsulated.
-    pub fn any(&self) -> bool {
-        self.ipip.is_some() || self.vxlan.is_some()
-    }
-}
-
-/// What the tunnels must know of one route: the nodes its IP-in-IP hops lead to (for the
-/// userspace encapsulator's table) and the node behind its VXLAN hop (for the neighbour and
-/// FDB entries).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TunnelUse {
-    /// Nodes reached through `tunl0`, sorted.
-    pub ipip_nodes: Vec<Ipv4Addr>,
-    /// The node reached through `vxlan.tern`.
-    pub vxlan_node: Option<Ipv4Addr>,
-}
-
-impl TunnelUse {
-    /// Whether the route uses no tunnel.
-    pub fn is_empty(&self) -> bool {
-        self.ipip_nodes.is_empty() && self.vxlan_node.is_none()
     }
 }
 

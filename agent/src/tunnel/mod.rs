@@ -18,8 +18,15 @@
 //! and minus 50 for VXLAN; path MTU discovery stays on, so a packet that does not fit gets
 //! "fragmentation needed" instead of vanishing. IPv4 pools only (the configuration refuses the
 //! rest).
+//!
+//! Layout: [`policy`] chooses the encapsulation per pool, [`ipip`] manages `tunl0` (kernel or
+//! userspace), [`vxlan`] the `vxlan.tern` device with its neighbour and FDB entries, and
+//! [`Tunnels`] here orchestrates them.
 
+mod ipip;
+mod policy;
 pub mod userspace;
+mod vxlan;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -32,11 +39,49 @@ use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVxlan, LinkAttribute
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
-use rtnetlink::{Handle, LinkIpIp, LinkUnspec, LinkVxlan};
+use rtnetlink::{Handle, LinkUnspec};
 use tracing::{info, warn};
 
-use crate::config::{Config, EncapMode, IpipDataPath};
-use crate::reconcile::{TunnelDevices, TunnelUse};
+use crate::config::Config;
+
+use ipip::Ipip;
+pub use policy::{Encapsulation, encapsulation, tunnel_address, vtep_mac};
+use policy::{own_tunnel_address, wanted};
+use vxlan::Vxlan;
+
+/// The tunnel devices that are up, by interface index.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunnelDevices {
+    /// `tunl0` (kernel or userspace), when some pool asks for IP-in-IP.
+    pub ipip: Option<u32>,
+    /// `vxlan.tern`, when some pool asks for VXLAN.
+    pub vxlan: Option<u32>,
+}
+
+impl TunnelDevices {
+    /// Whether any route may be encapsulated.
+    pub fn any(&self) -> bool {
+        self.ipip.is_some() || self.vxlan.is_some()
+    }
+}
+
+/// What the tunnels must know of one route: the nodes its IP-in-IP hops lead to (for the
+/// userspace encapsulator's table) and the node behind its VXLAN hop (for the neighbour and
+/// FDB entries).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TunnelUse {
+    /// Nodes reached through `tunl0`, sorted.
+    pub ipip_nodes: Vec<Ipv4Addr>,
+    /// The node reached through `vxlan.tern`.
+    pub vxlan_node: Option<Ipv4Addr>,
+}
+
+impl TunnelUse {
+    /// Whether the route uses no tunnel.
+    pub fn is_empty(&self) -> bool {
+        self.ipip_nodes.is_empty() && self.vxlan_node.is_none()
+    }
+}
 
 /// How packets to other nodes' pods leave this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,121 +102,6 @@ pub const IPIP_DEVICE: &str = "tunl0";
 pub const VXLAN_DEVICE: &str = "vxlan.tern";
 /// The underlay MTU assumed when the interface holding the node address cannot be found.
 const FALLBACK_MTU: u32 = 1500;
-
-/// How a route to another node's block leaves this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encapsulation {
-    /// A plain route via the next hop.
-    None,
-    /// IP-in-IP to the next hop.
-    Ipip,
-    /// VXLAN to the next hop.
-    Vxlan,
-}
-
-/// The encapsulation a route to `prefix` via `next_hop` takes: the mode of the enabled IPv4 pool
-/// holding the prefix; `CrossSubnet` encapsulates only when the next hop is outside the node's
-/// subnet. Routes outside every pool (a default route from a top-of-rack router) are never
-/// encapsulated.
-pub fn encapsulation(config: &Config, prefix: IpNetwork, next_hop: IpAddr) -> Encapsulation {
-    let (IpNetwork::V4(prefix), IpAddr::V4(next_hop)) = (prefix, next_hop) else {
-        return Encapsulation::None;
-    };
-    let Some(pool) = config.ip_pools.iter().find(|p| {
-        !p.disabled
-            && p.cidr.contains(IpAddr::V4(prefix.network()))
-            && prefix.prefix() >= p.cidr.prefix()
-    }) else {
-        return Encapsulation::None;
-    };
-    let applies = |mode: EncapMode| match mode {
-        EncapMode::Never => false,
-        EncapMode::Always => true,
-        EncapMode::CrossSubnet => !config.node_address.contains(IpAddr::V4(next_hop)),
-    };
-    if applies(pool.ipip_mode) {
-        Encapsulation::Ipip
-    } else if applies(pool.vxlan_mode) {
-        Encapsulation::Vxlan
-    } else {
-        Encapsulation::None
-    }
-}
-
-/// The VTEP MAC of a node, derived from its underlay address: `0e:74` (locally administered,
-/// unicast) and the four octets of the address.
-pub fn vtep_mac(address: Ipv4Addr) -> [u8; 6] {
-    let [a, b, c, d] = address.octets();
-    [0x0e, 0x74, a, b, c, d]
-}
-
-/// The tunnel address that goes with a block: its first address.
-pub fn tunnel_address(block: Ipv4Network) -> Ipv4Addr {
-    block.network()
-}
-
-/// Which encapsulations the enabled pools ask for.
-fn wanted(config: &Config) -> (bool, bool) {
-    let pools = config
-        .ip_pools
-        .iter()
-        .filter(|p| !p.disabled && p.cidr.is_ipv4());
-    let mut ipip = false;
-    let mut vxlan = false;
-    for pool in pools {
-        ipip |= pool.ipip_mode != EncapMode::Never;
-        vxlan |= pool.vxlan_mode != EncapMode::Never;
-    }
-    (ipip, vxlan)
-}
-
-/// The node's own tunnel address: the first address of its first block in an encapsulated pool.
-fn own_tunnel_address(config: &Config, blocks: &[IpNetwork]) -> Option<Ipv4Addr> {
-    let mut candidates: Vec<Ipv4Network> = blocks
-        .iter()
-        .filter_map(|b| match b {
-            IpNetwork::V4(b) => Some(*b),
-            IpNetwork::V6(_) => None,
-        })
-        .filter(|b| {
-            config.ip_pools.iter().any(|p| {
-                !p.disabled
-                    && (p.ipip_mode != EncapMode::Never || p.vxlan_mode != EncapMode::Never)
-                    && p.cidr.contains(IpAddr::V4(b.network()))
-            })
-        })
-        .collect();
-    candidates.sort();
-    candidates.first().map(|b| tunnel_address(*b))
-}
-
-/// The IP-in-IP device in use.
-#[derive(Debug)]
-struct Ipip {
-    ifindex: u32,
-    /// The userspace encapsulator, when the kernel has no ipip device.
-    userspace: Option<userspace::UserspaceIpip>,
-    /// Encapsulated routes: block -> node addresses (the userspace encapsulator's table).
-    routes: BTreeMap<Ipv4Network, Vec<Ipv4Addr>>,
-    /// `routes` changed since the userspace table was last replaced.
-    dirty: bool,
-}
-
-/// The VXLAN device in use.
-#[derive(Debug)]
-struct Vxlan {
-    ifindex: u32,
-    vni: u32,
-    port: u16,
-    /// Encapsulated routes: block -> node address.
-    routes: BTreeMap<Ipv4Network, Ipv4Addr>,
-    /// `routes` changed since the neighbour and FDB entries were last brought in line.
-    dirty: bool,
-    /// Neighbour entries in the kernel: tunnel address -> node address.
-    neighbours: BTreeMap<Ipv4Addr, Ipv4Addr>,
-    /// FDB entries in the kernel, by node address.
-    fdb: BTreeSet<Ipv4Addr>,
-}
 
 /// The encapsulation devices and the state that goes with their routes.
 #[derive(Debug)]
@@ -363,212 +293,6 @@ impl Tunnels {
     async fn set_mtu_up(&self, ifindex: u32, mtu: u32) -> Result<(), rtnetlink::Error> {
         let message = LinkUnspec::new_with_index(ifindex).mtu(mtu).up().build();
         self.handle.link().set(message).execute().await
-    }
-
-    async fn ensure_ipip(
-        &mut self,
-        choice: IpipDataPath,
-        node: Ipv4Addr,
-        mtu: u32,
-    ) -> anyhow::Result<()> {
-        if let Some(ipip) = &self.ipip {
-            let kernel = ipip.userspace.is_none();
-            let fits = match choice {
-                IpipDataPath::Auto => true,
-                IpipDataPath::Kernel => kernel,
-                IpipDataPath::Userspace => !kernel,
-            };
-            if fits {
-                match &ipip.userspace {
-                    Some(device) => device.set_mtu(mtu)?,
-                    None => self.set_mtu_up(ipip.ifindex, mtu).await?,
-                }
-                return Ok(());
-            }
-            if let Some(ipip) = self.ipip.take() {
-                self.drop_ipip(ipip).await;
-            }
-        }
-        let existing = self.link(IPIP_DEVICE).await;
-        let kernel_device = match (&existing, choice) {
-            (_, IpipDataPath::Userspace) => None,
-            (Some((index, Some(InfoKind::IpIp), _)), _) => Some(*index),
-            (Some((_, Some(InfoKind::Tun), _)), IpipDataPath::Auto) => None,
-            (Some((_, kind, _)), _) => {
-                anyhow::bail!("{IPIP_DEVICE} exists and is not an ipip device ({kind:?})")
-            }
-            (None, _) => {
-                let message = LinkIpIp::new(IPIP_DEVICE).build();
-                let added = self.handle.link().add(message).execute().await;
-                // Loading the ipip module creates its own tunl0 (the fallback device), which
-                // can make our request fail with EEXIST: what counts is what is there now.
-                let now = match self.link(IPIP_DEVICE).await {
-                    Some((index, Some(InfoKind::IpIp), _)) => Some(index),
-                    _ => None,
-                };
-                match (now, added) {
-                    (Some(index), _) => Some(index),
-                    (None, Err(error)) if choice == IpipDataPath::Kernel => {
-                        anyhow::bail!("the kernel cannot create an ipip device: {error}")
-                    }
-                    (None, Err(error)) => {
-                        info!(%error, "the kernel has no ipip device; using the userspace encapsulator");
-                        None
-                    }
-                    (None, Ok(())) => {
-                        anyhow::bail!("{IPIP_DEVICE} was created but is not an ipip device")
-                    }
-                }
-            }
-        };
-        let ipip = match kernel_device {
-            Some(ifindex) => {
-                self.set_mtu_up(ifindex, mtu).await?;
-                Ipip {
-                    ifindex,
-                    userspace: None,
-                    routes: BTreeMap::new(),
-                    dirty: false,
-                }
-            }
-            None => {
-                let device = tokio::task::spawn_blocking(move || {
-                    userspace::UserspaceIpip::start(IPIP_DEVICE, node, mtu)
-                })
-                .await??;
-                Ipip {
-                    ifindex: device.ifindex(),
-                    userspace: Some(device),
-                    routes: BTreeMap::new(),
-                    dirty: true,
-                }
-            }
-        };
-        self.ipip = Some(ipip);
-        Ok(())
-    }
-
-    async fn drop_ipip(&self, ipip: Ipip) {
-        match ipip.userspace {
-            Some(device) => {
-                drop(device);
-                if let Err(error) = userspace::delete_device(IPIP_DEVICE) {
-                    warn!(%error, "cannot delete the userspace {IPIP_DEVICE}");
-                }
-                info!("IP-in-IP off: the userspace {IPIP_DEVICE} removed");
-            }
-            // The kernel's tunl0 is the ipip module's fallback device and cannot be deleted;
-            // without routes it carries nothing.
-            None => info!("IP-in-IP off"),
-        }
-    }
-
-    async fn ensure_vxlan(
-        &mut self,
-        config: &Config,
-        node: Ipv4Addr,
-        underlay: Option<u32>,
-        mtu: u32,
-    ) -> anyhow::Result<()> {
-        let (vni, port) = (config.vxlan_vni, config.vxlan_port);
-        if let Some(vxlan) = &self.vxlan
-            && (vxlan.vni, vxlan.port) == (vni, port)
-        {
-            self.set_mtu_up(vxlan.ifindex, mtu).await?;
-            return Ok(());
-        }
-        let mut fresh = true;
-        if let Some((index, kind, data)) = self.link(VXLAN_DEVICE).await {
-            let same = kind == Some(InfoKind::Vxlan)
-                && data.contains(&InfoVxlan::Id(vni))
-                && data.contains(&InfoVxlan::Port(port))
-                && data.contains(&InfoVxlan::Local(node));
-            if same {
-                fresh = false;
-            } else {
-                info!("{VXLAN_DEVICE} has other settings; creating it again");
-                self.handle.link().del(index).execute().await?;
-            }
-        }
-        if fresh {
-            let mut builder = LinkVxlan::new(VXLAN_DEVICE, vni)
-                .port(port)
-                .local(node)
-                .learning(false)
-                .address(vtep_mac(node).to_vec());
-            if let Some(underlay) = underlay {
-                builder = builder.dev(underlay);
-            }
-            self.handle.link().add(builder.build()).execute().await?;
-        }
-        let Some((ifindex, _, _)) = self.link(VXLAN_DEVICE).await else {
-            anyhow::bail!("{VXLAN_DEVICE} vanished after it was created");
-        };
-        self.set_mtu_up(ifindex, mtu).await?;
-        let (neighbours, fdb) = if fresh {
-            (BTreeMap::new(), BTreeSet::new())
-        } else {
-            self.existing_entries(ifindex).await
-        };
-        let routes = self.vxlan.take().map(|v| v.routes).unwrap_or_default();
-        self.vxlan = Some(Vxlan {
-            ifindex,
-            vni,
-            port,
-            routes,
-            dirty: true,
-            neighbours,
-            fdb,
-        });
-        Ok(())
-    }
-
-    /// The neighbour and FDB entries an earlier run left on the VXLAN device.
-    async fn existing_entries(
-        &self,
-        ifindex: u32,
-    ) -> (BTreeMap<Ipv4Addr, Ipv4Addr>, BTreeSet<Ipv4Addr>) {
-        let mut neighbours = BTreeMap::new();
-        let mut fdb = BTreeSet::new();
-        let mut dump = self.handle.neighbours().get().execute();
-        while let Ok(Some(message)) = dump.try_next().await {
-            if message.header.ifindex != ifindex {
-                continue;
-            }
-            let mut destination = None;
-            let mut lladdr = None;
-            for attribute in &message.attributes {
-                match attribute {
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
-                        destination = Some(*a)
-                    }
-                    NeighbourAttribute::LinkLayerAddress(mac) => lladdr = Some(mac.clone()),
-                    _ => {}
-                }
-            }
-            if let (Some(gateway), Some(mac)) = (destination, lladdr)
-                && let [0x0e, 0x74, a, b, c, d] = mac[..]
-            {
-                neighbours.insert(gateway, Ipv4Addr::new(a, b, c, d));
-            }
-        }
-        let mut bridge = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Bridge)
-            .execute();
-        while let Ok(Some(message)) = bridge.try_next().await {
-            if message.header.ifindex != ifindex {
-                continue;
-            }
-            for attribute in &message.attributes {
-                if let NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) = attribute {
-                    fdb.insert(*a);
-                }
-            }
-        }
-        (neighbours, fdb)
     }
 
     /// Puts `address` (a /32) on a tunnel device and removes any other address there.
@@ -783,99 +507,5 @@ impl Tunnels {
             vxlan.dirty = true;
         }
         self.sync().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    fn config(ipip: &str, vxlan: &str) -> Config {
-        let text = format!(
-            "nodeName: n1\nnodeAddress: 10.1.1.11/24\nasNumber: 64512\n\
-             ipPools:\n  - cidr: 10.244.0.0/16\n    ipipMode: {ipip}\n    vxlanMode: {vxlan}\n\
-             blocks: [10.244.1.0/26]\n"
-        );
-        Config::parse(&text, Path::new("test.yaml")).unwrap()
-    }
-
-    /// Checks (prefix, next hop, expected encapsulation) cases against one configuration.
-    fn check(config: &Config, cases: &[(&str, &str, Encapsulation)]) {
-        for (prefix, next_hop, expected) in cases {
-            let got = encapsulation(config, prefix.parse().unwrap(), next_hop.parse().unwrap());
-            assert_eq!(got, *expected, "{prefix} via {next_hop}");
-        }
-    }
-
-    #[test]
-    fn always_encapsulates_toward_every_node() {
-        check(
-            &config("Always", "Never"),
-            &[
-                ("10.244.2.0/26", "10.1.1.12", Encapsulation::Ipip),
-                ("10.244.3.0/26", "10.1.2.13", Encapsulation::Ipip),
-            ],
-        );
-    }
-
-    #[test]
-    fn cross_subnet_encapsulates_only_outside_the_node_subnet() {
-        check(
-            &config("CrossSubnet", "Never"),
-            &[
-                ("10.244.2.0/26", "10.1.1.12", Encapsulation::None),
-                ("10.244.3.0/26", "10.1.2.13", Encapsulation::Ipip),
-            ],
-        );
-        check(
-            &config("Never", "CrossSubnet"),
-            &[
-                ("10.244.2.0/26", "10.1.1.12", Encapsulation::None),
-                ("10.244.3.0/26", "10.1.2.13", Encapsulation::Vxlan),
-            ],
-        );
-    }
-
-    #[test]
-    fn routes_outside_the_pools_are_never_encapsulated() {
-        check(
-            &config("Always", "Never"),
-            &[
-                ("0.0.0.0/0", "10.1.1.1", Encapsulation::None),
-                ("10.0.0.0/8", "10.1.2.13", Encapsulation::None),
-            ],
-        );
-    }
-
-    #[test]
-    fn never_leaves_routes_plain() {
-        check(
-            &config("Never", "Never"),
-            &[("10.244.3.0/26", "10.1.2.13", Encapsulation::None)],
-        );
-    }
-
-    #[test]
-    fn the_vtep_mac_is_local_unicast_and_carries_the_address() {
-        let mac = vtep_mac(Ipv4Addr::new(10, 1, 2, 13));
-        assert_eq!(mac, [0x0e, 0x74, 10, 1, 2, 13]);
-        assert_eq!(mac[0] & 0x01, 0, "unicast");
-        assert_eq!(mac[0] & 0x02, 0x02, "locally administered");
-    }
-
-    #[test]
-    fn the_tunnel_address_is_the_first_block_first_address() {
-        let config = config("Always", "Never");
-        let blocks: Vec<IpNetwork> = vec![
-            "10.244.9.0/26".parse().unwrap(),
-            "10.244.1.64/26".parse().unwrap(),
-        ];
-        assert_eq!(
-            own_tunnel_address(&config, &blocks),
-            Some(Ipv4Addr::new(10, 244, 1, 64))
-        );
-        let plain = self::config("Never", "Never");
-        assert_eq!(own_tunnel_address(&plain, &blocks), None);
     }
 }
