@@ -11,7 +11,7 @@ use rtnetlink::packet_route::link::InfoKind;
 use ipnetwork::Ipv4Network;
 use tracing::{info, warn};
 
-use super::{IPIP_DEVICE, Tunnels, userspace};
+use super::{IPIP_DEVICE, TunnelError, Tunnels, userspace};
 use crate::config::IpipDataPath;
 
 /// The IP-in-IP device in use.
@@ -32,7 +32,7 @@ impl Tunnels {
         choice: IpipDataPath,
         node: Ipv4Addr,
         mtu: u32,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), TunnelError> {
         if let Some(ipip) = &self.ipip {
             let kernel = ipip.userspace.is_none();
             let fits = match choice {
@@ -57,7 +57,7 @@ impl Tunnels {
             (Some((index, Some(InfoKind::IpIp), _)), _) => Some(*index),
             (Some((_, Some(InfoKind::Tun), _)), IpipDataPath::Auto) => None,
             (Some((_, kind, _)), _) => {
-                anyhow::bail!("{IPIP_DEVICE} exists and is not an ipip device ({kind:?})")
+                return Err(TunnelError::NotIpip(format!("{kind:?}")));
             }
             (None, _) => {
                 let message = LinkIpIp::new(IPIP_DEVICE).build();
@@ -71,14 +71,14 @@ impl Tunnels {
                 match (now, added) {
                     (Some(index), _) => Some(index),
                     (None, Err(error)) if choice == IpipDataPath::Kernel => {
-                        anyhow::bail!("the kernel cannot create an ipip device: {error}")
+                        return Err(TunnelError::NoKernelIpip(error));
                     }
                     (None, Err(error)) => {
                         info!(%error, "the kernel has no ipip device; using the userspace encapsulator");
                         None
                     }
                     (None, Ok(())) => {
-                        anyhow::bail!("{IPIP_DEVICE} was created but is not an ipip device")
+                        return Err(TunnelError::NotIpip("a new device".into()));
                     }
                 }
             }

@@ -83,6 +83,29 @@ impl TunnelUse {
     }
 }
 
+/// Why a tunnel device cannot be brought up (the data path then stays routed, and says why).
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    /// A netlink request failed.
+    #[error("netlink: {0}")]
+    Netlink(#[from] rtnetlink::Error),
+    /// A system call of the userspace encapsulator failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The userspace encapsulator's start-up task did not finish.
+    #[error("the userspace encapsulator did not start: {0}")]
+    Start(#[from] tokio::task::JoinError),
+    /// `tunl0` exists but is another kind of device.
+    #[error("{IPIP_DEVICE} exists and is not an ipip device ({0})")]
+    NotIpip(String),
+    /// `ipipDataPath: Kernel` and the kernel has no ipip module.
+    #[error("the kernel cannot create an ipip device: {0}")]
+    NoKernelIpip(rtnetlink::Error),
+    /// A device was created and is gone.
+    #[error("{0} vanished after it was created")]
+    Vanished(&'static str),
+}
+
 /// How packets to other nodes' pods leave this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataPath {

@@ -13,7 +13,7 @@ use tracing::info;
 
 use ipnetwork::Ipv4Network;
 
-use super::{Tunnels, VXLAN_DEVICE, vtep_mac};
+use super::{TunnelError, Tunnels, VXLAN_DEVICE, vtep_mac};
 use crate::config::Config;
 
 /// The VXLAN device in use.
@@ -39,7 +39,7 @@ impl Tunnels {
         node: Ipv4Addr,
         underlay: Option<u32>,
         mtu: u32,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), TunnelError> {
         let (vni, port) = (config.vxlan_vni, config.vxlan_port);
         if let Some(vxlan) = &self.vxlan
             && (vxlan.vni, vxlan.port) == (vni, port)
@@ -72,7 +72,7 @@ impl Tunnels {
             self.handle.link().add(builder.build()).execute().await?;
         }
         let Some((ifindex, _, _)) = self.link(VXLAN_DEVICE).await else {
-            anyhow::bail!("{VXLAN_DEVICE} vanished after it was created");
+            return Err(TunnelError::Vanished(VXLAN_DEVICE));
         };
         self.set_mtu_up(ifindex, mtu).await?;
         let (neighbours, fdb) = if fresh {
