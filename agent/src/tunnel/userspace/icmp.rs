@@ -2,7 +2,9 @@
 //! than the tunnel's path MTU, as RFC 2003 section 5.1 asks of an encapsulator; never about an
 //! ICMP error or a later fragment (RFC 1122 section 3.2.2). Pure: no system calls.
 
-use super::*;
+use super::IPV4_HEADER;
+use super::packet::{Header, checksum};
+use std::net::Ipv4Addr;
 
 /// The longest ICMP "fragmentation needed" message built: an IPv4 header, the ICMP header and
 /// the quoted header (at most 60 octets) with 8 octets of its data.
@@ -74,6 +76,7 @@ pub(super) fn fragmentation_needed(
 #[cfg(test)]
 mod tests {
     use super::super::tests::*;
+    use super::super::*;
     use super::*;
 
     #[test]

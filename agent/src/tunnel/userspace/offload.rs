@@ -3,7 +3,11 @@
 //! flags, RFC 791 identification), merged packets from the underlay cut back to the device MTU,
 //! and GRO-like merging of in-order TCP segments on the way in. Pure: no system calls.
 
-use super::*;
+use super::packet::{Header, checksum, fold, pseudo_header_sum, word_sum};
+use super::{
+    IPV4_HEADER, MAX_PACKET, TCP_ACK, TCP_CWR, TCP_FIN, TCP_PSH, VNET_GSO_TCPV4, VNET_HEADER,
+    VNET_NEEDS_CSUM,
+};
 
 /// How a TCP packet is cut into segments, as TSO would: each gets the headers with its own
 /// total length, identification (counting up, like GSO), sequence number and checksums; FIN
@@ -295,6 +299,7 @@ pub(super) fn merged_headers(
 #[cfg(test)]
 mod tests {
     use super::super::tests::*;
+    use super::super::*;
     use super::*;
 
     #[test]

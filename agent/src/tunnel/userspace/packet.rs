@@ -4,7 +4,9 @@
 //! header is stripped (RFC 2003 section 3.1, RFC 6040 section 4.2), and the Internet checksum
 //! (RFC 1071). Pure: no system calls.
 
-use super::*;
+use super::table::Table;
+use super::{ECN_CE, ECN_ECT_0, ECN_MASK, ECN_NOT_ECT, IPV4_HEADER, PROTOCOL_IPIP};
+use std::net::Ipv4Addr;
 
 /// The fields of an IPv4 header (RFC 791 section 3.1) the data path reads.
 ///
@@ -265,6 +267,7 @@ pub(super) fn finish_checksum(packet: &mut [u8], start: usize, offset: usize) ->
 #[cfg(test)]
 mod tests {
     use super::super::tests::*;
+    use super::super::*;
     use super::*;
 
     #[test]

@@ -5,7 +5,15 @@
 //! The only file of the tunnel allowed `unsafe`; each block says why it is sound.
 #![allow(unsafe_code)]
 
-use super::*;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::mem::size_of;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use super::{Outgoing, RECEIVE_BATCH, RECEIVE_SLOT, SEND_BATCH, VNET_HEADER};
+use tracing::debug;
 
 pub(super) fn context(error: io::Error, what: String) -> io::Error {
     io::Error::new(error.kind(), format!("{what}: {error}"))
@@ -382,6 +390,7 @@ pub(super) fn interface_index(control: &OwnedFd, name: &str) -> io::Result<u32> 
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     #[test]
