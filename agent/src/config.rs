@@ -13,6 +13,10 @@ use serde::Deserialize;
 
 pub use crate::error::{BadPeerIp, BlockError};
 
+/// The longest TCP MD5 key (RFC 2385) the kernel takes: Linux's `TCP_MD5SIG_MAXKEYLEN`. A longer
+/// one is refused where it is given, instead of a session that silently runs without MD5.
+pub const MAX_MD5_KEY: usize = 80;
+
 /// A configuration error: where, and what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -72,6 +72,17 @@ pub enum DesiredPeerError {
     /// `peerIP` is neither an address nor address:port.
     #[error("peer {0}")]
     PeerIp(#[from] BadPeerIp),
+    /// The password file holds a key the kernel cannot take.
+    #[error("peer {peer}: passwordFile {}: {source}", path.display())]
+    PasswordTooLong {
+        /// The peer's `peerIP`.
+        peer: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// How long it is.
+        #[source]
+        source: PasswordTooLong,
+    },
     /// The password file cannot be read.
     #[error("peer {peer}: passwordFile {}: {source}", path.display())]
     PasswordFile {
@@ -84,6 +95,11 @@ pub enum DesiredPeerError {
         source: std::io::Error,
     },
 }
+
+/// A TCP MD5 key longer than [`crate::config::MAX_MD5_KEY`] octets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the TCP MD5 password is {0} octets; at most 80 fit (RFC 2385, the kernel's limit)")]
+pub struct PasswordTooLong(pub usize);
 
 /// Calico's `peerIP` that is neither an address nor address:port.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

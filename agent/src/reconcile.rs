@@ -10,8 +10,8 @@ use ipnetwork::IpNetwork;
 use tern_bgp::wire::{Community, NextHop as BgpNextHop};
 use tern_bgp::{Filter, PeerConfig, PrefixRange, RouteEntry, SpeakerConfig};
 
-use crate::config::{CommunityValue, Config, IpPool, SourceAddress, parse_peer_ip};
-use crate::error::DesiredPeerError;
+use crate::config::{CommunityValue, Config, IpPool, MAX_MD5_KEY, SourceAddress, parse_peer_ip};
+use crate::error::{DesiredPeerError, PasswordTooLong};
 use crate::routes::{Change, KernelRoute, NextHop, RouteKind};
 use crate::tunnel::{Encapsulation, TunnelDevices, TunnelUse, encapsulation, tunnel_address};
 
@@ -90,7 +90,15 @@ pub fn desired_peers(config: &Config) -> Result<BTreeMap<IpAddr, DesiredPeer>, D
                     path: path.clone(),
                     source,
                 })?;
-            peer.password = Some(password.trim_end_matches(['\n', '\r']).to_owned());
+            let password = password.trim_end_matches(['\n', '\r']);
+            if password.len() > MAX_MD5_KEY {
+                return Err(DesiredPeerError::PasswordTooLong {
+                    peer: entry.peer_ip.clone(),
+                    path: path.clone(),
+                    source: PasswordTooLong(password.len()),
+                });
+            }
+            peer.password = Some(password.to_owned());
         }
         if !entry.filters.is_empty() {
             let ranges = entry
@@ -953,5 +961,37 @@ mod tests {
             "10.1.1.11 < 10.1.1.12: we connect"
         );
         assert_eq!(peers[&ip("10.1.1.1")].kind, PeerKind::Global);
+    }
+
+    #[test]
+    fn a_password_file_longer_than_an_md5_key_is_refused_with_its_name() {
+        let dir = std::env::temp_dir().join(format!("tern-md5-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let with_password = |octets: usize| {
+            let file = dir.join(format!("key-{octets}"));
+            std::fs::write(&file, format!("{}\n", "k".repeat(octets))).unwrap();
+            let text = format!(
+                "nodeName: n1\nnodeAddress: 10.1.1.11/24\nasNumber: 64512\n\
+                 peers:\n  - peerIP: 10.1.1.1\n    asNumber: 65000\n    passwordFile: {}\n",
+                file.display()
+            );
+            desired_peers(&Config::parse(&text, Path::new("t.yaml")).unwrap())
+        };
+        let longest = with_password(80).unwrap();
+        assert_eq!(
+            longest[&ip("10.1.1.1")]
+                .config
+                .password
+                .as_deref()
+                .map(str::len),
+            Some(80),
+            "the newline is not part of the key"
+        );
+        let error = with_password(81).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            error.contains("key-81") && error.contains("81 octets"),
+            "{error}"
+        );
     }
 }

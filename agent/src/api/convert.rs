@@ -12,7 +12,8 @@ use tern_bgp::{
 use tern_proto::v1 as pb;
 use tonic::Status;
 
-use crate::error::{BlockError, PeerError};
+use crate::config::MAX_MD5_KEY;
+use crate::error::{BlockError, PasswordTooLong, PeerError};
 use crate::handle::{AgentStatus, BlockSource};
 use crate::reconcile::{DesiredPeer, PeerKind};
 use crate::tunnel::DataPath;
@@ -213,6 +214,12 @@ pub fn desired_peer(config: Option<pb::PeerConfig>) -> Result<DesiredPeer, Statu
         );
     }
     peer.ttl_security = config.ttl_security;
+    if config.password.len() > MAX_MD5_KEY {
+        return Err(Status::invalid_argument(format!(
+            "peer.password: {}",
+            PasswordTooLong(config.password.len())
+        )));
+    }
     peer.password = (!config.password.is_empty()).then_some(config.password);
     peer.route_reflector_client = config.route_reflector_client;
     peer.next_hop_self = config.next_hop_self;
@@ -734,9 +741,23 @@ mod tests {
                 local_address: "fd00::1".into(),
                 ..Default::default()
             },
+            pb::PeerConfig {
+                address: "10.0.5.1".into(),
+                asn: 65000,
+                password: "k".repeat(81),
+                ..Default::default()
+            },
         ] {
             let error = desired_peer(Some(bad.clone())).unwrap_err();
             assert_eq!(error.code(), tonic::Code::InvalidArgument, "{bad:?}");
         }
+        let longest = desired_peer(Some(pb::PeerConfig {
+            address: "10.0.5.1".into(),
+            asn: 65000,
+            password: "k".repeat(80),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert_eq!(longest.config.password.map(|p| p.len()), Some(80));
     }
 }
