@@ -24,9 +24,10 @@ use crate::error::{AgentError, BlockError, PeerError};
 pub use crate::handle::{AgentHandle, AgentStatus, BlockSource, Command};
 use crate::reconcile::{
     Admission, DesiredPeer, Learned, Repair, communities, desired_peers, encapsulation_changed,
-    exported, peer_changes, repair, speaker_config,
+    exported, keep_restart_only_settings, peer_changes, repair, speaker_config,
 };
 use crate::routes::{KernelRoute, Programmer, RouteKind, RouteTag};
+use crate::state::Saved;
 use crate::tunnel::Tunnels;
 
 /// The first delay before a failed kernel install is tried again (doubling, five tries).
@@ -35,16 +36,12 @@ const RETRY_FIRST_DELAY: Duration = Duration::from_millis(500);
 /// How often the kernel is compared with what it should hold.
 const REPAIR_INTERVAL: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct State {
-    #[serde(default)]
-    blocks: Vec<IpNetwork>,
-}
-
 /// The running agent's state.
 pub struct Agent {
     /// Blocks added through the API.
     api_blocks: BTreeSet<IpNetwork>,
+    /// The state file as loaded: its held entries are written back by every save.
+    saved: Saved,
     /// Peers added through the API (also in `peers`); a reload keeps them.
     api_peers: BTreeSet<IpAddr>,
     commands: mpsc::Receiver<Command>,
@@ -102,7 +99,8 @@ impl Agent {
                 "adopted kernel routes from an earlier run as stale"
             );
         }
-        let api_blocks = load_state(&config);
+        let saved = Saved::load(&config);
+        let api_blocks = saved.blocks.clone();
         let mut blocks = config.blocks.clone();
         blocks.extend(api_blocks.iter().copied());
         tunnels.configure(&config, &blocks).await;
@@ -113,6 +111,7 @@ impl Agent {
         };
         let mut agent = Agent {
             api_blocks,
+            saved,
             api_peers: BTreeSet::new(),
             commands,
             handle,
@@ -153,13 +152,19 @@ impl Agent {
         all
     }
 
-    fn save_state(&self) {
-        let state = State {
-            blocks: self.api_blocks.iter().copied().collect(),
-        };
-        if let Err(error) = write_atomically(&self.config.state_file, &state) {
-            warn!(file = %self.config.state_file.display(), %error, "cannot save the API blocks");
-        }
+    /// Makes `blocks` the API blocks, once the state file holds them: when it cannot be
+    /// written, nothing changes and the call that asked fails.
+    fn commit_blocks(&mut self, blocks: BTreeSet<IpNetwork>) -> Result<(), BlockError> {
+        let path = &self.config.state_file;
+        self.saved.save(path, &blocks).map_err(|error| {
+            warn!(file = %path.display(), %error, "cannot save the API blocks: the change is refused");
+            BlockError::NotSaved {
+                path: path.clone(),
+                reason: error.to_string(),
+            }
+        })?;
+        self.api_blocks = blocks;
+        Ok(())
     }
 
     async fn command(&mut self, command: Command) {
@@ -171,10 +176,16 @@ impl Agent {
             Command::RemoveBlock(block, reply) => {
                 let result = if self.config.blocks.contains(&block) {
                     Err(BlockError::FromConfig { block })
-                } else if self.api_blocks.remove(&block) {
-                    self.save_state();
-                    self.apply_blocks(&[block]).await;
-                    Ok(true)
+                } else if self.api_blocks.contains(&block) {
+                    let mut blocks = self.api_blocks.clone();
+                    blocks.remove(&block);
+                    match self.commit_blocks(blocks) {
+                        Ok(()) => {
+                            self.apply_blocks(&[block]).await;
+                            Ok(true)
+                        }
+                        Err(error) => Err(error),
+                    }
                 } else {
                     Ok(false)
                 };
@@ -228,13 +239,14 @@ impl Agent {
             Command::AddPeer(peer, reply) => {
                 let _ = reply.send(self.add_peer(peer).await);
             }
-            Command::UpdatePeer(peer, reply) => {
+            Command::UpdatePeer(mut peer, reply) => {
                 let address = peer.config.address;
+                peer.config.max_prefix =
+                    (peer.config.max_prefix).or(Some(self.config.max_prefixes.speaker()));
                 let result = match self.peers.get_mut(&address) {
                     None => Err(PeerError::NotFound(address)),
                     Some(existing) => {
                         existing.config = peer.config.clone();
-                        existing.extra = peer.extra;
                         let _ = self.speaker.update_peer(peer.config).await;
                         info!(peer = %address, "peer changed through the API");
                         Ok(())
@@ -267,8 +279,12 @@ impl Agent {
         }
     }
 
-    async fn add_peer(&mut self, peer: DesiredPeer) -> Result<(), PeerError> {
+    /// Adds a peer from the API; without a prefix limit of its own it gets the configured
+    /// default, as every peer of the file does.
+    async fn add_peer(&mut self, mut peer: DesiredPeer) -> Result<(), PeerError> {
         let address = peer.config.address;
+        peer.config.max_prefix =
+            (peer.config.max_prefix).or(Some(self.config.max_prefixes.speaker()));
         if self.peers.contains_key(&address) {
             return Err(PeerError::AlreadyExists(address));
         }
@@ -288,8 +304,9 @@ impl Agent {
             return Ok(false);
         }
         self.config.check_block(block, &blocks)?;
-        self.api_blocks.insert(block);
-        self.save_state();
+        let mut api_blocks = self.api_blocks.clone();
+        api_blocks.insert(block);
+        self.commit_blocks(api_blocks)?;
         self.apply_blocks(&[]).await;
         Ok(true)
     }
@@ -308,8 +325,7 @@ impl Agent {
             .filter(|b| !self.config.blocks.contains(b))
             .collect();
         let removed: Vec<IpNetwork> = self.api_blocks.difference(&wanted).copied().collect();
-        self.api_blocks = wanted;
-        self.save_state();
+        self.commit_blocks(wanted)?;
         self.apply_blocks(&removed).await;
         Ok(())
     }
@@ -431,6 +447,7 @@ impl Agent {
         let mut watch = tokio::time::interval(Duration::from_secs(2));
         watch.tick().await;
         let mut applied = std::fs::read(&config_path).ok();
+        let mut pending: Option<Vec<u8>> = None;
         let restart_deadline = tokio::time::sleep(self.config.graceful_restart_time.0);
         tokio::pin!(restart_deadline);
         loop {
@@ -445,12 +462,21 @@ impl Agent {
                     }
                 }
                 _ = watch.tick() => {
+                    // A file edited in place is applied once it has stopped changing (the same
+                    // on two reads two seconds apart) and parses; a half-written one never is.
                     let now = std::fs::read(&config_path).ok();
-                    if now.is_some() && now != applied {
-                        applied = now;
-                        match Config::load(&config_path) {
-                            Ok(config) => self.reload(config).await,
-                            Err(error) => warn!(%error, "changed configuration not applied"),
+                    if now.is_none() || now == applied {
+                        pending = None;
+                    } else if now != pending {
+                        pending = now;
+                    } else {
+                        applied = pending.take();
+                        match applied.as_deref().map(|bytes| {
+                            Config::parse(&String::from_utf8_lossy(bytes), &config_path)
+                        }) {
+                            Some(Ok(config)) => self.reload(config).await,
+                            Some(Err(error)) => warn!(%error, "changed configuration not applied"),
+                            None => {}
                         }
                     }
                 }
@@ -515,7 +541,14 @@ impl Agent {
 
     /// Applies a new configuration: peers and blocks that changed; sessions that did not change
     /// are left alone.
-    async fn reload(&mut self, config: Config) {
+    async fn reload(&mut self, mut config: Config) {
+        let restart = keep_restart_only_settings(&self.config, &mut config);
+        if !restart.is_empty() {
+            warn!(
+                settings = %restart.join(", "),
+                "these settings take effect only when ternd restarts; it runs on with the old values"
+            );
+        }
         let configured = match desired_peers(&config) {
             Ok(peers) => peers,
             Err(error) => {
@@ -564,58 +597,4 @@ impl Agent {
         self.collect(Notice::Resync(all), &mut batch);
         self.program(batch).await;
     }
-}
-
-/// Reads the API blocks kept from an earlier run; invalid ones are dropped with a warning.
-pub fn load_state(config: &Config) -> BTreeSet<IpNetwork> {
-    let text = match std::fs::read_to_string(&config.state_file) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return BTreeSet::new(),
-        Err(error) => {
-            warn!(file = %config.state_file.display(), %error, "cannot read the state file");
-            return BTreeSet::new();
-        }
-    };
-    let state: State = match serde_yaml::from_str(&text) {
-        Ok(state) => state,
-        Err(error) => {
-            warn!(file = %config.state_file.display(), %error, "ignoring an unreadable state file");
-            return BTreeSet::new();
-        }
-    };
-    let mut kept: Vec<IpNetwork> = config.blocks.clone();
-    let mut blocks = BTreeSet::new();
-    for block in state.blocks {
-        match config.check_block(block, &kept) {
-            Ok(()) => {
-                kept.push(block);
-                blocks.insert(block);
-            }
-            Err(error) => warn!(%block, %error, "dropping a saved block"),
-        }
-    }
-    if !blocks.is_empty() {
-        info!(
-            blocks = blocks.len(),
-            "restored blocks added through the API"
-        );
-    }
-    blocks
-}
-
-/// Writes `state` to a temporary file beside `path` and renames it into place, so a crash never
-/// leaves half a file.
-fn write_atomically(path: &std::path::Path, state: &State) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let text = serde_yaml::to_string(state).map_err(std::io::Error::other)?;
-    let temporary = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&temporary, path)
 }

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use crate::config::{Config, EncapMode, IpipDataPath};
 use crate::error::DesiredPeerError;
+use crate::filter::PrefixFilter;
 use crate::reconcile::{PeerKind, desired_peers, exported};
 
 /// What ternd would do with `config`, as an operator reads it; the saved API blocks come from
@@ -52,8 +53,12 @@ pub fn describe(config: &Config) -> Result<String, DesiredPeerError> {
         if peer.config.ttl_security {
             line.push_str(" gtsm");
         }
-        if !peer.extra.is_empty() {
-            let filters: Vec<String> = peer.extra.iter().map(|f| f.to_string()).collect();
+        if let Some(import) = &peer.config.import {
+            let filters: Vec<String> = import
+                .ranges
+                .iter()
+                .map(|r| PrefixFilter(*r).to_string())
+                .collect();
             let _ = write!(line, " import {}", filters.join(","));
         }
         let _ = writeln!(out, "{line}");
@@ -81,7 +86,8 @@ pub fn describe(config: &Config) -> Result<String, DesiredPeerError> {
         }
         let _ = writeln!(out, "{line}");
     }
-    let saved = crate::agent::load_state(config);
+    let state = crate::state::Saved::load(config);
+    let saved = &state.blocks;
     let count = config.blocks.len() + saved.iter().filter(|b| !config.blocks.contains(b)).count();
     let _ = writeln!(out, "\nblocks ({count}):");
     let all = config.blocks.iter().map(|b| (b, "file")).chain(
@@ -97,6 +103,12 @@ pub fn describe(config: &Config) -> Result<String, DesiredPeerError> {
             "not announced"
         };
         let _ = writeln!(out, "  {block} from the {source}, blackholed, {announced}");
+    }
+    for (entry, why) in &state.held {
+        let _ = writeln!(
+            out,
+            "  {entry} held in the state file, not announced: {why}"
+        );
     }
     Ok(out)
 }

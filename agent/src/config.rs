@@ -12,6 +12,8 @@ use ipnetwork::IpNetwork;
 use serde::Deserialize;
 
 pub use crate::error::{BadPeerIp, BlockError};
+use crate::filter::PrefixFilter;
+use crate::protocols;
 
 /// The longest TCP MD5 key (RFC 2385) the kernel takes: Linux's `TCP_MD5SIG_MAXKEYLEN`. A longer
 /// one is refused where it is given, instead of a session that silently runs without MD5.
@@ -65,8 +67,8 @@ pub enum EncapMode {
     CrossSubnet,
 }
 
-/// The route protocol number, given as a number or one of the names of
-/// `/etc/iproute2/rt_protos` tern accepts.
+/// The route protocol number, given as a number or a name of `/etc/iproute2/rt_protos`
+/// (see [`crate::protocols`] for the numbers tern refuses to take over).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteProtocol(pub u8);
 
@@ -80,21 +82,18 @@ impl<'de> Deserialize<'de> for RouteProtocol {
         }
         match Raw::deserialize(deserializer)? {
             Raw::Number(n) => Ok(RouteProtocol(n)),
-            Raw::Name(name) => match name.as_str() {
-                "bird" => Ok(RouteProtocol(12)),
-                "static" => Ok(RouteProtocol(4)),
-                "bgp" => Ok(RouteProtocol(186)),
-                other => Err(serde::de::Error::custom(format!(
-                    "unknown route protocol {other:?}: use a number (1-255) or bird, static, bgp"
-                ))),
-            },
+            Raw::Name(name) => protocols::number(&name).map(RouteProtocol).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "unknown route protocol {name:?}: use a number (1-255) or a name of /etc/iproute2/rt_protos such as bird"
+                ))
+            }),
         }
     }
 }
 
 impl Default for RouteProtocol {
     fn default() -> Self {
-        RouteProtocol(12)
+        RouteProtocol(protocols::BIRD)
     }
 }
 
@@ -217,9 +216,16 @@ pub struct Config {
     /// The kernel routing table for learned routes.
     #[serde(default = "default_route_table")]
     pub route_table: u32,
-    /// The route protocol routes are tagged with (default 12, `bird`, as Calico).
+    /// The route protocol routes are tagged with (default 12, `bird`, as Calico). tern owns the
+    /// routes of this protocol in `routeTable`: it replaces and deletes them, so the numbers of
+    /// other route sources (kernel, boot, static, ra, dhcp, and the daemons of
+    /// `/etc/iproute2/rt_protos`) are refused unless `forceRouteProtocol` is set.
     #[serde(default)]
     pub route_protocol: RouteProtocol,
+    /// Take `routeProtocol` even when it is the number of another route source: only when
+    /// nothing else on the node writes routes of that protocol into `routeTable`.
+    #[serde(default)]
+    pub force_route_protocol: bool,
     /// The metric of installed routes.
     #[serde(default)]
     pub metric: Option<u32>,
@@ -263,6 +269,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The prefix limit of every peer that sets none of its own, mesh peers included.
+    #[serde(default)]
+    pub max_prefixes: MaxPrefixes,
 }
 
 /// How IP-in-IP packets are carried.
@@ -331,15 +340,104 @@ pub struct PeerEntry {
     /// `UseNodeIP` binds to the node address; `None` lets the kernel choose.
     #[serde(default)]
     pub source_address: SourceAddress,
-    /// Prefix filters: only these are accepted from and sent to the peer.
+    /// Import filters (Calico's BGPFilter rules): only routes these match are accepted from
+    /// the peer, and they may be installed even outside the IP pools (a top-of-rack router's
+    /// default route). A CIDR matches exactly; `{cidr, prefixLength: {min, max}}` matches the
+    /// prefixes inside it of those lengths. Everything is accepted when empty.
     #[serde(default)]
-    pub filters: Vec<IpNetwork>,
+    pub filters: Vec<PrefixFilter>,
     /// Peer over eBGP multihop with this TTL.
     #[serde(default)]
     pub multihop: Option<u8>,
     /// Shut the session down (with this RFC 8203 text) without removing the peer.
     #[serde(default)]
     pub passive: bool,
+    /// This peer's prefix limit; the file's `maxPrefixes` when unset.
+    #[serde(default)]
+    pub max_prefixes: Option<MaxPrefixes>,
+}
+
+/// A limit on the prefixes a peer may have accepted at once (FRR's `maximum-prefix`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MaxPrefixes {
+    /// The most prefixes accepted from the peer.
+    pub limit: u32,
+    /// Warn (once per crossing) when the accepted prefixes pass this percentage of the limit;
+    /// 0 turns the warning off.
+    #[serde(default = "default_warning_threshold")]
+    pub warning_threshold: u8,
+    /// What happens above the limit.
+    #[serde(default)]
+    pub action: MaxPrefixesAction,
+    /// With `Restart`, how long the session stays down before it is tried again.
+    #[serde(default = "default_restart_delay")]
+    pub restart_delay: Seconds,
+}
+
+/// What happens when a peer goes over its prefix limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum MaxPrefixesAction {
+    /// Close the session (Cease, maximum number of prefixes reached, RFC 4486), dropping the
+    /// peer's routes, and try again after `restartDelay`.
+    #[default]
+    Restart,
+    /// Log a warning and tell API watchers, keep the session and every route.
+    Warn,
+}
+
+impl Default for MaxPrefixes {
+    /// Every peer's limit unless configured: far above a cluster's blocks (a 5,000-node mesh
+    /// with a few blocks each, or a route reflector reflecting them, stays well under it), low
+    /// enough that a peer sending a full Internet table by mistake is cut off before it costs
+    /// the node hundreds of megabytes.
+    fn default() -> MaxPrefixes {
+        MaxPrefixes {
+            limit: 250_000,
+            warning_threshold: default_warning_threshold(),
+            action: MaxPrefixesAction::Restart,
+            restart_delay: default_restart_delay(),
+        }
+    }
+}
+
+impl MaxPrefixes {
+    /// What is wrong with the values, if anything.
+    pub fn check(&self) -> Result<(), String> {
+        if self.limit == 0 {
+            return Err("limit 0 would refuse every route: give at least 1".into());
+        }
+        if self.warning_threshold > 100 {
+            return Err(format!(
+                "warningThreshold {} is a percentage of the limit: give 0 (off) to 100",
+                self.warning_threshold
+            ));
+        }
+        Ok(())
+    }
+
+    /// The speaker's form.
+    pub fn speaker(&self) -> tern_bgp::MaxPrefix {
+        let warning = (self.warning_threshold > 0)
+            .then(|| (u64::from(self.limit) * u64::from(self.warning_threshold) / 100) as u32);
+        tern_bgp::MaxPrefix {
+            limit: self.limit,
+            warning,
+            action: match self.action {
+                MaxPrefixesAction::Warn => tern_bgp::MaxPrefixAction::Warn,
+                MaxPrefixesAction::Restart => {
+                    tern_bgp::MaxPrefixAction::Restart(self.restart_delay.0)
+                }
+            },
+        }
+    }
+}
+
+fn default_warning_threshold() -> u8 {
+    75
+}
+fn default_restart_delay() -> Seconds {
+    Seconds(Duration::from_secs(60))
 }
 
 /// Calico's BGPPeer.sourceAddress.
@@ -526,6 +624,10 @@ impl Config {
                     "AS 0 is reserved".into(),
                 ));
             }
+            if let Some(max) = &peer.max_prefixes {
+                max.check()
+                    .map_err(|e| invalid(format!("peers[{i}].maxPrefixes"), e))?;
+            }
             if let Some(node) = &peer.node
                 && node != &self.node_name
                 && !self.nodes.iter().any(|n| &n.name == node)
@@ -536,6 +638,9 @@ impl Config {
                 ));
             }
         }
+        self.max_prefixes
+            .check()
+            .map_err(|e| invalid("maxPrefixes".into(), e))?;
         for (i, pool) in self.ip_pools.iter().enumerate() {
             let size = pool.block_size();
             let max = if pool.cidr.is_ipv4() { 32 } else { 128 };
@@ -582,6 +687,22 @@ impl Config {
                     ));
                 }
             }
+        }
+        if let Some(owner) = protocols::owner(self.route_protocol.0)
+            && !(self.force_route_protocol && self.route_protocol.0 != protocols::UNSPEC)
+        {
+            return Err(invalid(
+                "routeProtocol".into(),
+                format!(
+                    "{} is the protocol of {owner}: tern replaces and deletes the routes of its protocol, so it would take those over. Use 12 (bird, Calico's) or a number no route source uses{}",
+                    self.route_protocol.0,
+                    if self.route_protocol.0 == protocols::UNSPEC {
+                        ""
+                    } else {
+                        ", or set forceRouteProtocol: true if nothing else writes that protocol's routes into this table"
+                    }
+                ),
+            ));
         }
         for (field, mtu) in [("ipipMTU", self.ipip_mtu), ("vxlanMTU", self.vxlan_mtu)] {
             if let Some(mtu) = mtu
@@ -865,10 +986,99 @@ prefixAdvertisements:
 
     #[test]
     fn a_route_protocol_name_must_be_known() {
-        let text = GOOD.replace("routeProtocol: bird", "routeProtocol: ospf");
+        let text = GOOD.replace("routeProtocol: bird", "routeProtocol: no-such-daemon");
         let error = parse(&text).unwrap_err().to_string();
-        assert!(error.contains("unknown route protocol \"ospf\""), "{error}");
+        assert!(
+            error.contains("unknown route protocol \"no-such-daemon\""),
+            "{error}"
+        );
         let numeric = GOOD.replace("routeProtocol: bird", "routeProtocol: 80");
         assert_eq!(parse(&numeric).unwrap().route_protocol, RouteProtocol(80));
+    }
+
+    #[test]
+    fn another_route_sources_protocol_is_refused_unless_forced() {
+        for (protocol, owner) in [
+            ("2", "kernel"),
+            ("boot", "boot"),
+            ("static", "static"),
+            ("9", "ra"),
+            ("dhcp", "dhcp"),
+            ("186", "bgp"),
+            ("ospf", "ospf"),
+        ] {
+            let text = GOOD.replace("routeProtocol: bird", &format!("routeProtocol: {protocol}"));
+            let error = parse(&text).unwrap_err().to_string();
+            assert!(
+                error.contains("routeProtocol: ")
+                    && error.contains(&format!("protocol of {owner} routes")),
+                "{protocol}: {error}"
+            );
+            assert!(error.contains("forceRouteProtocol: true"), "{error}");
+            let forced = format!("{text}forceRouteProtocol: true\n");
+            assert!(parse(&forced).is_ok(), "{protocol} forced");
+        }
+        let unspec = GOOD.replace("routeProtocol: bird", "routeProtocol: 0");
+        let forced = format!("{unspec}forceRouteProtocol: true\n");
+        let error = parse(&forced).unwrap_err().to_string();
+        assert!(error.contains("protocol of unspec"), "{error}");
+    }
+
+    #[test]
+    fn every_peer_has_a_prefix_limit_and_a_peer_may_set_its_own() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.max_prefixes, MaxPrefixes::default());
+        let speaker = config.max_prefixes.speaker();
+        assert_eq!(speaker.limit, 250_000);
+        assert_eq!(speaker.warning, Some(187_500), "75% of the limit");
+        assert_eq!(
+            speaker.action,
+            tern_bgp::MaxPrefixAction::Restart(Duration::from_secs(60))
+        );
+        let text = GOOD.replace(
+            "    maxRestartTime: 2m\n",
+            "    maxRestartTime: 2m\n    maxPrefixes: {limit: 100, warningThreshold: 0, action: Warn}\n",
+        );
+        let text = format!("{text}maxPrefixes: {{limit: 5000, restartDelay: 5m}}\n");
+        let config = parse(&text).unwrap();
+        let own = config.peers[0].max_prefixes.unwrap().speaker();
+        assert_eq!((own.limit, own.warning), (100, None));
+        assert_eq!(own.action, tern_bgp::MaxPrefixAction::Warn);
+        assert_eq!(
+            config.max_prefixes.speaker().action,
+            tern_bgp::MaxPrefixAction::Restart(Duration::from_secs(300))
+        );
+        for (bad, says) in [
+            ("maxPrefixes: {limit: 0}", "maxPrefixes: limit 0"),
+            (
+                "maxPrefixes: {limit: 10, warningThreshold: 150}",
+                "percentage",
+            ),
+            (
+                "maxPrefixes: {limit: 10, action: Drop}",
+                "unknown variant `Drop`",
+            ),
+        ] {
+            let error = parse(&format!("{GOOD}{bad}\n")).unwrap_err().to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn peer_filters_take_a_cidr_exactly_or_calicos_prefix_length_range() {
+        let text = GOOD.replace(
+            "    maxRestartTime: 2m\n",
+            "    maxRestartTime: 2m\n    filters:\n      - 0.0.0.0/0\n      - cidr: 10.0.0.0/8\n        prefixLength: {min: 16, max: 24}\n",
+        );
+        let config = parse(&text).unwrap();
+        let shown: Vec<String> = config.peers[0]
+            .filters
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["0.0.0.0/0", "10.0.0.0/8{16,24}"]);
+        let bad = text.replace("min: 16", "min: 4");
+        let error = parse(&bad).unwrap_err().to_string();
+        assert!(error.contains("do not fit 10.0.0.0/8"), "{error}");
     }
 }

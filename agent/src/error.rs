@@ -50,6 +50,14 @@ pub enum BlockError {
         /// The block as given.
         block: IpNetwork,
     },
+    /// The state file could not be written, so the change was not made.
+    #[error("the state file {} cannot be written ({reason}): nothing was changed; fix the file or its folder and try again", path.display())]
+    NotSaved {
+        /// The state file.
+        path: std::path::PathBuf,
+        /// What the system said.
+        reason: String,
+    },
 }
 
 /// A peer request the agent refuses, with what to fix.

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::IpNetwork;
 use tern_bgp::wire::{Community, NextHop as BgpNextHop};
-use tern_bgp::{Filter, PeerConfig, PrefixRange, RouteEntry, SpeakerConfig};
+use tern_bgp::{Filter, PeerConfig, RouteEntry, SpeakerConfig};
 
 use crate::config::{CommunityValue, Config, IpPool, MAX_MD5_KEY, SourceAddress, parse_peer_ip};
 use crate::error::{DesiredPeerError, PasswordTooLong};
@@ -33,8 +33,6 @@ pub struct DesiredPeer {
     pub config: PeerConfig,
     /// Where it came from.
     pub kind: PeerKind,
-    /// Prefixes outside the pools this peer may install (its filters).
-    pub extra: Vec<IpNetwork>,
 }
 
 /// The peers `config` asks for, keyed by address.
@@ -52,12 +50,12 @@ pub fn desired_peers(config: &Config) -> Result<BTreeMap<IpAddr, DesiredPeer>, D
             peer.passive = own > node.address;
             peer.local_address = Some(own);
             peer.hold_time = 90;
+            peer.max_prefix = Some(config.max_prefixes.speaker());
             peers.insert(
                 node.address,
                 DesiredPeer {
                     config: peer,
                     kind: PeerKind::Mesh,
-                    extra: Vec::new(),
                 },
             );
         }
@@ -73,6 +71,11 @@ pub fn desired_peers(config: &Config) -> Result<BTreeMap<IpAddr, DesiredPeer>, D
         peer.port = port;
         peer.passive = entry.passive;
         peer.keep_original_next_hop = entry.keep_original_next_hop;
+        peer.max_prefix = Some(entry.max_prefixes.unwrap_or(config.max_prefixes).speaker());
+        // RFC 4724's restart time field holds 12 bits.
+        peer.max_restart_time = entry
+            .max_restart_time
+            .map(|time| time.0.as_secs().min(4095) as u16);
         peer.local_address = match entry.source_address {
             SourceAddress::UseNodeIP if own.is_ipv4() == address.is_ipv4() => Some(own),
             _ => None,
@@ -101,25 +104,10 @@ pub fn desired_peers(config: &Config) -> Result<BTreeMap<IpAddr, DesiredPeer>, D
             peer.password = Some(password.to_owned());
         }
         if !entry.filters.is_empty() {
-            let ranges = entry
-                .filters
-                .iter()
-                .map(|p| PrefixRange {
-                    prefix: *p,
-                    min_length: p.prefix(),
-                    max_length: if p.is_ipv4() { 32 } else { 128 },
-                })
-                .collect();
+            let ranges = entry.filters.iter().map(|f| f.0).collect();
             peer.import = Some(Filter { ranges });
         }
-        peers.insert(
-            address,
-            DesiredPeer {
-                config: peer,
-                kind,
-                extra: entry.filters.clone(),
-            },
-        );
+        peers.insert(address, DesiredPeer { config: peer, kind });
     }
     Ok(peers)
 }
@@ -176,8 +164,9 @@ pub struct Admission<'a> {
 impl Admission<'_> {
     /// Whether a route to `prefix` learned from `sources` (the peers of its ECMP set; `None`
     /// for our own) may go into the kernel: never one of our blocks or inside one; otherwise
-    /// when it lies in an enabled pool, or a non-mesh peer of the set has a filter admitting it
-    /// (a default route from a top-of-rack router).
+    /// when it lies in an enabled pool, or a non-mesh peer of the set has an import filter
+    /// that names it (a default route from a top-of-rack router: filters match exactly unless
+    /// they give a range of lengths, see [`crate::filter`]).
     pub fn admits(&self, prefix: IpNetwork, sources: &[Option<IpAddr>]) -> bool {
         if self.own_blocks.iter().any(|b| within(prefix, *b)) {
             return false;
@@ -189,7 +178,12 @@ impl Admission<'_> {
         in_pool
             || sources.iter().flatten().any(|source| {
                 self.peers.get(source).is_some_and(|peer| {
-                    peer.kind != PeerKind::Mesh && peer.extra.iter().any(|f| within(prefix, *f))
+                    peer.kind != PeerKind::Mesh
+                        && peer
+                            .config
+                            .import
+                            .as_ref()
+                            .is_some_and(|f| f.accepts(prefix))
                 })
             })
     }
@@ -505,6 +499,45 @@ pub fn peer_changes(
     }
 }
 
+/// The settings a running ternd cannot change (the speaker's identity, its listener, what the
+/// kernel routes are tagged with, its own files): the names of those that differ in `new`,
+/// with the old and the new value, after they are set back to `old`'s in `new`, so a reload
+/// applies everything else and the caller reports these as needing a restart.
+pub fn keep_restart_only_settings(old: &Config, new: &mut Config) -> Vec<String> {
+    let mut changed = Vec::new();
+    macro_rules! keep {
+        ($($field:ident: $name:literal),* $(,)?) => {$(
+            if old.$field != new.$field {
+                changed.push(format!("{} ({:?} to {:?})", $name, old.$field, new.$field));
+                new.$field = old.$field.clone();
+            }
+        )*};
+    }
+    keep!(
+        node_name: "nodeName",
+        as_number: "asNumber",
+        router_id: "routerId",
+        listen_address: "listenAddress",
+        listen_port: "listenPort",
+        route_table: "routeTable",
+        route_protocol: "routeProtocol",
+        graceful_restart_time: "gracefulRestartTime",
+        state_file: "stateFile",
+        api_socket: "apiSocket",
+        api_tcp: "apiTcp",
+    );
+    if old.router_id() != new.router_id() {
+        // The router id follows an IPv4 nodeAddress when it is not set.
+        changed.push(format!(
+            "routerId, from nodeAddress ({:?} to {:?})",
+            old.router_id(),
+            new.router_id()
+        ));
+        new.router_id = old.router_id();
+    }
+    changed
+}
+
 /// Whether the settings that shape encapsulated routes differ.
 pub fn encapsulation_changed(old: &Config, new: &Config) -> bool {
     old.ip_pools != new.ip_pools
@@ -661,6 +694,12 @@ mod tests {
         assert_eq!(
             route(&config, &blocks, ROUTED, &from_tor),
             Some(RouteKind::Via(vec![plain("10.1.1.1")]))
+        );
+        let covered = entry("10.0.0.0/8", &["10.1.1.1"]);
+        assert_eq!(
+            route(&config, &blocks, ROUTED, &covered),
+            None,
+            "a filter for 0.0.0.0/0 names the default route only"
         );
         let from_stranger = entry("0.0.0.0/0", &["10.9.9.9"]);
         assert_eq!(route(&config, &blocks, ROUTED, &from_stranger), None);
@@ -930,7 +969,6 @@ mod tests {
         let api = |address: &str| DesiredPeer {
             config: PeerConfig::new(ip(address), 65001),
             kind: PeerKind::Global,
-            extra: Vec::new(),
         };
         current.insert(ip("10.5.5.5"), api("10.5.5.5"));
         current.insert(ip("10.1.1.1"), api("10.1.1.1"));
@@ -961,6 +999,57 @@ mod tests {
             "10.1.1.11 < 10.1.1.12: we connect"
         );
         assert_eq!(peers[&ip("10.1.1.1")].kind, PeerKind::Global);
+    }
+
+    #[test]
+    fn every_peer_gets_a_prefix_limit_and_its_max_restart_time() {
+        let text = "nodeName: n1\nnodeAddress: 10.1.1.11/24\nasNumber: 64512\n\
+             nodes:\n  - name: n2\n    address: 10.1.1.12\n\
+             peers:\n  - peerIP: 10.1.1.1\n    asNumber: 65000\n    maxRestartTime: 30s\n\
+             \x20   maxPrefixes: {limit: 10}\n\
+             maxPrefixes: {limit: 500}\n";
+        let peers = desired_peers(&Config::parse(text, Path::new("t.yaml")).unwrap()).unwrap();
+        let tor = &peers[&ip("10.1.1.1")].config;
+        assert_eq!(tor.max_restart_time, Some(30));
+        assert_eq!(tor.max_prefix.map(|m| m.limit), Some(10));
+        let mesh = &peers[&ip("10.1.1.12")].config;
+        assert_eq!(
+            mesh.max_prefix.map(|m| m.limit),
+            Some(500),
+            "the file's default"
+        );
+        assert_eq!(mesh.max_restart_time, None);
+    }
+
+    #[test]
+    fn settings_a_reload_cannot_apply_are_named_and_kept() {
+        let old = config("Never", "Never");
+        let mut new = old.clone();
+        new.as_number = 64513;
+        new.listen_port = 1179;
+        new.route_protocol = crate::config::RouteProtocol(80);
+        new.ip_pools[0].ipip_mode = crate::config::EncapMode::Always;
+        let changed = keep_restart_only_settings(&old, &mut new);
+        assert_eq!(
+            changed,
+            [
+                "asNumber (64512 to 64513)",
+                "listenPort (179 to 1179)",
+                "routeProtocol (RouteProtocol(12) to RouteProtocol(80))"
+            ]
+        );
+        assert_eq!(new.as_number, 64512);
+        assert_eq!(new.listen_port, 179);
+        assert_eq!(
+            new.ip_pools[0].ipip_mode,
+            crate::config::EncapMode::Always,
+            "the rest is applied"
+        );
+        let mut moved = old.clone();
+        moved.node_address = "10.1.1.99/24".parse().unwrap();
+        let changed = keep_restart_only_settings(&old, &mut moved);
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        assert_eq!(moved.router_id(), old.router_id());
     }
 
     #[test]

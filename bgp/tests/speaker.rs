@@ -514,6 +514,43 @@ fn a_peer_that_drops_its_connection_keeps_its_routes_stale_until_its_end_of_rib(
 }
 
 #[test]
+fn max_restart_time_is_advertised_and_caps_how_long_stale_routes_are_kept() {
+    let mut h = Harness::new();
+    let gr = Capability::GracefulRestart(GracefulRestart {
+        restart_state: false,
+        notification: false,
+        restart_time: 120,
+        families: vec![GracefulRestartFamily {
+            family: Family::IPV4_UNICAST,
+            forwarding_preserved: true,
+        }],
+    });
+    let config = PeerConfig {
+        max_restart_time: Some(15),
+        ..ebgp("192.0.2.2", 65002)
+    };
+    let a = h.establish(config, Ipv4Addr::new(10, 0, 0, 2), vec![gr]);
+    let ours = h.sent_to(&a).into_iter().find_map(|m| match m {
+        Message::Open(open) => open.capabilities.into_iter().find_map(|c| match c {
+            Capability::GracefulRestart(g) => Some(g.restart_time),
+            _ => None,
+        }),
+        _ => None,
+    });
+    assert_eq!(ours, Some(15), "our OPEN advertises maxRestartTime");
+    h.announce(
+        &a,
+        external_route(&[65002], "192.0.2.2"),
+        &["198.51.100.0/24"],
+    );
+    let out = h.input(Input::Closed { conn: a.conn });
+    assert!(
+        out.iter().any(|o| matches!(o, Output::StartTimer(TimerKey::Restart(_), d) if *d == Duration::from_secs(15))),
+        "the peer's 120 s are capped at 15: {out:?}"
+    );
+}
+
+#[test]
 fn stale_routes_are_swept_when_the_restart_time_runs_out() {
     let mut h = Harness::new();
     let gr = Capability::GracefulRestart(GracefulRestart {
@@ -582,6 +619,7 @@ fn too_many_prefixes_close_the_session_with_cease_maximum_prefixes() {
     let limited = PeerConfig {
         max_prefix: Some(MaxPrefix {
             limit: 2,
+            warning: None,
             action: MaxPrefixAction::Restart(Duration::from_secs(30)),
         }),
         ..ebgp("192.0.2.2", 65002)
@@ -621,6 +659,7 @@ fn the_max_prefix_cease_names_the_family_that_overflowed() {
     let limited = PeerConfig {
         max_prefix: Some(MaxPrefix {
             limit: 1,
+            warning: None,
             action: MaxPrefixAction::Restart(Duration::from_secs(30)),
         }),
         ..ebgp("2001:db8::2", 65002)
@@ -703,6 +742,7 @@ fn a_max_prefix_warning_keeps_the_session() {
     let limited = PeerConfig {
         max_prefix: Some(MaxPrefix {
             limit: 1,
+            warning: None,
             action: MaxPrefixAction::Warn,
         }),
         ..ebgp("192.0.2.2", 65002)

@@ -162,6 +162,7 @@ fn tern_with_frr_as_reflector_and_client_with_md5_max_prefix_link_local_and_grac
                 .unwrap();
             let limited = MaxPrefix {
                 limit: 3,
+                warning: None,
                 action: MaxPrefixAction::Restart(Duration::from_secs(600)),
             };
             speaker

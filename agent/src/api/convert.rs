@@ -7,13 +7,15 @@ use std::time::{Duration, Instant, SystemTime};
 use ipnetwork::IpNetwork;
 use tern_bgp::wire::{Capability, Family, NextHop, Origin};
 use tern_bgp::{
-    Filter, Negotiated, Path, PeerConfig, PeerStatus, PrefixRange, RouteEntry, SpeakerEvent, State,
+    Filter, MaxPrefixAction, Negotiated, Path, PeerConfig, PeerStatus, RouteEntry, SpeakerEvent,
+    State,
 };
 use tern_proto::v1 as pb;
 use tonic::Status;
 
-use crate::config::MAX_MD5_KEY;
+use crate::config::{MAX_MD5_KEY, MaxPrefixes, MaxPrefixesAction, Seconds};
 use crate::error::{BlockError, PasswordTooLong, PeerError};
+use crate::filter::PrefixFilter;
 use crate::handle::{AgentStatus, BlockSource};
 use crate::reconcile::{DesiredPeer, PeerKind};
 use crate::tunnel::DataPath;
@@ -51,6 +53,7 @@ impl From<BlockError> for Status {
             | BlockError::PoolDisabled { .. }
             | BlockError::FromConfig { .. } => Status::failed_precondition(message),
             BlockError::Overlaps { .. } => Status::already_exists(message),
+            BlockError::NotSaved { .. } => Status::unavailable(message),
         }
     }
 }
@@ -159,10 +162,57 @@ pub fn peer_config(config: &PeerConfig) -> pb::PeerConfig {
         import_prefixes: config
             .import
             .iter()
-            .flat_map(|f| f.ranges.iter().map(|r| r.prefix.to_string()))
+            .flat_map(|f| f.ranges.iter().map(|r| PrefixFilter(*r).to_string()))
             .collect(),
         has_password: config.password.is_some(),
+        max_prefixes: config.max_prefix.map(|max| pb::MaxPrefixes {
+            limit: max.limit,
+            warning_threshold_percent: max.warning.map_or(0, |w| {
+                (u64::from(w) * 100)
+                    .div_ceil(u64::from(max.limit.max(1)))
+                    .min(100) as u32
+            }),
+            action: match max.action {
+                MaxPrefixAction::Warn => pb::MaxPrefixesAction::Warn,
+                MaxPrefixAction::Restart(_) => pb::MaxPrefixesAction::Restart,
+            } as i32,
+            restart_delay_seconds: match max.action {
+                MaxPrefixAction::Warn => 0,
+                MaxPrefixAction::Restart(delay) => delay.as_secs().min(u64::from(u32::MAX)) as u32,
+            },
+        }),
     }
+}
+
+/// A prefix limit from the API, checked as the configuration file's is.
+fn max_prefixes(max: pb::MaxPrefixes) -> Result<MaxPrefixes, Status> {
+    let action = match pb::MaxPrefixesAction::try_from(max.action) {
+        Ok(pb::MaxPrefixesAction::Unspecified | pb::MaxPrefixesAction::Restart) => {
+            MaxPrefixesAction::Restart
+        }
+        Ok(pb::MaxPrefixesAction::Warn) => MaxPrefixesAction::Warn,
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "peer.max_prefixes.action: {} is not a MaxPrefixesAction",
+                max.action
+            )));
+        }
+    };
+    let warning_threshold = u8::try_from(max.warning_threshold_percent).unwrap_or(u8::MAX);
+    let defaults = MaxPrefixes::default();
+    let limit = MaxPrefixes {
+        limit: max.limit,
+        warning_threshold,
+        action,
+        restart_delay: match max.restart_delay_seconds {
+            0 => defaults.restart_delay,
+            seconds => Seconds(Duration::from_secs(u64::from(seconds))),
+        },
+    };
+    limit
+        .check()
+        .map_err(|e| Status::invalid_argument(format!("peer.max_prefixes: {e}")))?;
+    Ok(limit)
 }
 
 /// A peer for AddPeer or UpdatePeer: checked, with tern's defaults for fields left at zero.
@@ -224,27 +274,24 @@ pub fn desired_peer(config: Option<pb::PeerConfig>) -> Result<DesiredPeer, Statu
     peer.route_reflector_client = config.route_reflector_client;
     peer.next_hop_self = config.next_hop_self;
     peer.keep_original_next_hop = config.keep_original_next_hop;
-    let extra = config
+    let ranges = config
         .import_prefixes
         .iter()
-        .map(|p| prefix("peer.import_prefixes", p))
+        .map(|p| {
+            PrefixFilter::parse(p)
+                .map(|f| f.0)
+                .map_err(|e| Status::invalid_argument(format!("peer.import_prefixes: {e}")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    if !extra.is_empty() {
-        peer.import = Some(Filter {
-            ranges: extra
-                .iter()
-                .map(|p| PrefixRange {
-                    prefix: *p,
-                    min_length: p.prefix(),
-                    max_length: if p.is_ipv4() { 32 } else { 128 },
-                })
-                .collect(),
-        });
+    if !ranges.is_empty() {
+        peer.import = Some(Filter { ranges });
+    }
+    if let Some(max) = config.max_prefixes {
+        peer.max_prefix = Some(max_prefixes(max)?.speaker());
     }
     Ok(DesiredPeer {
         config: peer,
         kind: PeerKind::NodeSpecific,
-        extra,
     })
 }
 
@@ -703,17 +750,86 @@ mod tests {
         let peer = desired_peer(Some(pb::PeerConfig {
             address: "10.0.5.1".into(),
             asn: 65000,
-            import_prefixes: vec!["0.0.0.0/0".into()],
+            import_prefixes: vec!["0.0.0.0/0".into(), "10.0.0.0/8{16,24}".into()],
             ..Default::default()
         }))
         .unwrap();
         assert_eq!(peer.config.port, 179);
         assert_eq!(peer.config.hold_time, 90);
         assert_eq!(peer.kind, PeerKind::NodeSpecific);
-        assert_eq!(peer.extra, vec!["0.0.0.0/0".parse::<IpNetwork>().unwrap()]);
-        assert!(peer.config.import.is_some());
+        let import = peer.config.import.as_ref().unwrap();
+        assert!(import.accepts("0.0.0.0/0".parse().unwrap()));
+        assert!(
+            !import.accepts("10.0.0.0/8".parse().unwrap()),
+            "neither exactly named nor in the range"
+        );
+        assert!(import.accepts("10.1.0.0/16".parse().unwrap()));
         let shown = peer_config(&peer.config);
-        assert_eq!(shown.import_prefixes, vec!["0.0.0.0/0"]);
+        assert_eq!(
+            shown.import_prefixes,
+            vec!["0.0.0.0/0", "10.0.0.0/8{16,24}"]
+        );
+        assert_eq!(
+            peer.config.max_prefix, None,
+            "the agent fills in its default"
+        );
+    }
+
+    #[test]
+    fn a_prefix_limit_from_the_api_is_checked_and_shown_back() {
+        let limited = |max: pb::MaxPrefixes| {
+            desired_peer(Some(pb::PeerConfig {
+                address: "10.0.5.1".into(),
+                asn: 65000,
+                max_prefixes: Some(max),
+                ..Default::default()
+            }))
+        };
+        let peer = limited(pb::MaxPrefixes {
+            limit: 1000,
+            warning_threshold_percent: 80,
+            action: pb::MaxPrefixesAction::Restart as i32,
+            restart_delay_seconds: 0,
+        })
+        .unwrap();
+        let max = peer.config.max_prefix.unwrap();
+        assert_eq!((max.limit, max.warning), (1000, Some(800)));
+        assert_eq!(
+            max.action,
+            MaxPrefixAction::Restart(Duration::from_secs(60))
+        );
+        let shown = peer_config(&peer.config).max_prefixes.unwrap();
+        assert_eq!(shown.warning_threshold_percent, 80);
+        assert_eq!(shown.restart_delay_seconds, 60);
+        for (bad, says) in [
+            (
+                pb::MaxPrefixes {
+                    limit: 0,
+                    ..Default::default()
+                },
+                "peer.max_prefixes: limit 0",
+            ),
+            (
+                pb::MaxPrefixes {
+                    limit: 10,
+                    warning_threshold_percent: 101,
+                    ..Default::default()
+                },
+                "percentage",
+            ),
+            (
+                pb::MaxPrefixes {
+                    limit: 10,
+                    action: 9,
+                    ..Default::default()
+                },
+                "9 is not a MaxPrefixesAction",
+            ),
+        ] {
+            let status = limited(bad).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert!(status.message().contains(says), "{}", status.message());
+        }
     }
 
     #[test]

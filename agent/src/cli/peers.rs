@@ -79,9 +79,17 @@ pub(super) struct PeerArgs {
     /// Keep the original next hop toward external peers.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     keep_original_next_hop: Option<bool>,
-    /// Accept only routes inside these prefixes (repeat, or separate with commas).
+    /// Accept only the routes these rules match (repeat, or separate with commas): a CIDR
+    /// matches exactly (`0.0.0.0/0`: the default route only), `10.0.0.0/8{16,24}` the prefixes
+    /// inside it of lengths 16 to 24.
     #[arg(long = "import", value_delimiter = ',')]
     import_prefixes: Option<Vec<String>>,
+    /// The most prefixes accepted from the peer (ternd's `maxPrefixes` when not given).
+    #[arg(long)]
+    max_prefixes: Option<u32>,
+    /// Above the limit only warn, keeping the session (the default closes it and tries again).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    max_prefixes_warn_only: Option<bool>,
 }
 
 /// A peer as ternctl shows it, independent of the protobuf types.
@@ -103,6 +111,8 @@ pub(super) struct PeerView {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     import_prefixes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    max_prefixes: Option<MaxPrefixesView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     negotiated: Option<NegotiatedView>,
     prefixes_received: u64,
     prefixes_accepted: u64,
@@ -112,6 +122,16 @@ pub(super) struct PeerView {
     /// For the table only.
     #[serde(skip)]
     pub(super) since_time: Option<SystemTime>,
+}
+
+/// A peer's prefix limit.
+#[derive(Debug, Serialize)]
+struct MaxPrefixesView {
+    limit: u32,
+    warning_threshold_percent: u32,
+    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restart_delay_seconds: Option<u32>,
 }
 
 /// What a session negotiated.
@@ -159,6 +179,15 @@ pub(super) fn peer_view(peer: pb::Peer) -> PeerView {
         passive: config.passive,
         hold_time: config.hold_time,
         import_prefixes: config.import_prefixes,
+        max_prefixes: config.max_prefixes.map(|m| {
+            let warn = m.action == pb::MaxPrefixesAction::Warn as i32;
+            MaxPrefixesView {
+                limit: m.limit,
+                warning_threshold_percent: m.warning_threshold_percent,
+                action: if warn { "warn" } else { "restart" },
+                restart_delay_seconds: (!warn).then_some(m.restart_delay_seconds),
+            }
+        }),
         negotiated: peer.negotiated.map(|n| NegotiatedView {
             hold_time: n.hold_time,
             keepalive: n.keepalive,
@@ -225,6 +254,22 @@ fn apply(args: PeerArgs, mut config: pb::PeerConfig) -> Result<pb::PeerConfig, E
     }
     if let Some(prefixes) = args.import_prefixes {
         config.import_prefixes = prefixes;
+    }
+    if args.max_prefixes.is_some() || args.max_prefixes_warn_only.is_some() {
+        let max = config.max_prefixes.get_or_insert(pb::MaxPrefixes {
+            warning_threshold_percent: 75,
+            ..Default::default()
+        });
+        if let Some(limit) = args.max_prefixes {
+            max.limit = limit;
+        }
+        if let Some(warn) = args.max_prefixes_warn_only {
+            max.action = if warn {
+                pb::MaxPrefixesAction::Warn
+            } else {
+                pb::MaxPrefixesAction::Restart
+            } as i32;
+        }
     }
     Ok(config)
 }

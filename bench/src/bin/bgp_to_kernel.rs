@@ -92,7 +92,7 @@ fn one_run(device: &str, count: u32, ternd: &Path, bench: &Path, dir: &Path) -> 
             std::fs::write(
                 &config,
                 format!(
-                    "nodeName: dut\nnodeAddress: 10.253.1.2/30\nasNumber: 65000\nnodeToNodeMeshEnabled: false\npeers:\n  - peerIP: 10.253.1.1\n    asNumber: 65001\n    filters: [0.0.0.0/0]\nstateFile: {}\napiSocket: {}\nlog:\n  level: warn\n",
+                    "nodeName: dut\nnodeAddress: 10.253.1.2/30\nasNumber: 65000\nnodeToNodeMeshEnabled: false\npeers:\n  - peerIP: 10.253.1.1\n    asNumber: 65001\n    filters: ['0.0.0.0/0{{0,32}}']\n    maxPrefixes: {{limit: 4000000}}\nstateFile: {}\napiSocket: {}\nlog:\n  level: warn\n",
                     dir.join("state.yaml").display(),
                     dir.join("tern.sock").display()
                 ),

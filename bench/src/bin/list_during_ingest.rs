@@ -228,6 +228,8 @@ peers:
   - cidr: 10.244.0.0/16
 stateFile: {}
 apiSocket: {}
+# Each injector sends a full table: above the default prefix limit.
+maxPrefixes: {{limit: 4000000}}
 log:
   level: warn
 ",

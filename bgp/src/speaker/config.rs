@@ -72,7 +72,10 @@ pub enum MaxPrefixAction {
 pub struct MaxPrefix {
     /// The most prefixes accepted.
     pub limit: u32,
-    /// What happens above it.
+    /// Log a warning (once per crossing) when the accepted prefixes pass this many, before the
+    /// limit is reached (FRR's threshold); none when `None`.
+    pub warning: Option<u32>,
+    /// What happens above the limit.
     pub action: MaxPrefixAction,
 }
 
@@ -115,6 +118,10 @@ pub struct PeerConfig {
     pub allowas_in: u8,
     /// A prefix limit.
     pub max_prefix: Option<MaxPrefix>,
+    /// Calico's `maxRestartTime`: the graceful restart time advertised to this peer instead of
+    /// the speaker's, and the longest we keep the peer's routes after its session drops (its
+    /// own restart time when shorter).
+    pub max_restart_time: Option<u16>,
     /// Communities added to every route we send this peer.
     pub add_communities: Vec<Community>,
     /// Accept only what `import` allows; everything when `None`.
@@ -147,6 +154,7 @@ impl PeerConfig {
             next_hop_ipv6: None,
             allowas_in: 0,
             max_prefix: None,
+            max_restart_time: None,
             add_communities: Vec::new(),
             import: None,
             export: None,

@@ -27,6 +27,10 @@ impl Core {
             .graceful_restart
             .as_ref()
             .map_or(0, |gr| gr.restart_time);
+        let restart_time = peer
+            .config
+            .max_restart_time
+            .map_or(restart_time, |max| restart_time.min(max));
         let graceful = peer.enabled
             && (restart_time > 0 || peer.long_lived.iter().any(|(_, t)| *t > 0))
             && match reason {

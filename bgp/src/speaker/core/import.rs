@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 
 use tokio::time::Instant;
+use tracing::warn;
 
 use ipnetwork::IpNetwork;
 
@@ -173,6 +174,21 @@ impl Core {
             return;
         };
         let count = peer.counters.prefixes_accepted;
+        if let Some(max) = peer.config.max_prefix
+            && let Some(threshold) = max.warning
+        {
+            let above = count > threshold as usize;
+            if above && !peer.max_prefix_threshold_warned {
+                warn!(
+                    peer = %address,
+                    count,
+                    threshold,
+                    limit = max.limit,
+                    "the peer's accepted prefixes passed the max-prefix warning threshold"
+                );
+            }
+            peer.max_prefix_threshold_warned = above;
+        }
         if let Some(max) = peer.config.max_prefix.filter(|m| count > m.limit as usize) {
             let warned = std::mem::replace(&mut peer.max_prefix_warned, true);
             let session = peer.primary.id;

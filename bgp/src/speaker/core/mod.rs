@@ -283,7 +283,10 @@ struct Peer {
     graceful_restart: Option<GracefulRestart>,
     /// Long-lived stale time per family from its last session.
     long_lived: Vec<(Family, u32)>,
+    /// Whether the peer's count is past its max-prefix limit (told once per crossing).
     max_prefix_warned: bool,
+    /// Whether the peer's count is past its max-prefix warning threshold (logged once).
+    max_prefix_threshold_warned: bool,
     /// Administratively enabled.
     enabled: bool,
 }

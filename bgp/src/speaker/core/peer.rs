@@ -28,7 +28,11 @@ impl Core {
         config.hold_time = peer.hold_time;
         config.connect_retry = peer.connect_retry;
         config.passive = passive;
-        if let Some(restart_time) = self.config.graceful_restart_time {
+        if let Some(restart_time) = self
+            .config
+            .graceful_restart_time
+            .map(|time| peer.max_restart_time.unwrap_or(time))
+        {
             let families = [Family::IPV4_UNICAST, Family::IPV6_UNICAST]
                 .into_iter()
                 .map(|family| GracefulRestartFamily {
@@ -102,6 +106,7 @@ impl Core {
             graceful_restart: None,
             long_lived: Vec::new(),
             max_prefix_warned: false,
+            max_prefix_threshold_warned: false,
             enabled: true,
         };
         let session = peer.primary.id;
@@ -528,6 +533,7 @@ impl Core {
         };
         peer.last_error = None;
         peer.max_prefix_warned = false;
+        peer.max_prefix_threshold_warned = false;
         peer.graceful_restart = negotiated.graceful_restart.clone();
         peer.long_lived = negotiated
             .long_lived_graceful_restart
