@@ -553,3 +553,25 @@ impl Tunnels {
         self.sync().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn what_is_local_is_the_nodes_ipv4_blocks_and_its_address() {
+        let text = "nodeName: n1\nnodeAddress: 10.1.1.11/24\nasNumber: 64512\n\
+                    ipPools:\n  - cidr: 10.244.0.0/16\nblocks: [10.244.1.0/26]\n";
+        let config = Config::parse(text, Path::new("test.yaml")).unwrap();
+        let blocks: Vec<IpNetwork> = ["10.244.1.0/26", "10.244.7.9/32", "fd00:244::/80"]
+            .iter()
+            .map(|b| b.parse().unwrap())
+            .collect();
+        let local: Vec<String> = local_prefixes(&config, &blocks)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(local, ["10.244.1.0/26", "10.244.7.9/32", "10.1.1.11/32"]);
+    }
+}
