@@ -286,7 +286,8 @@ pub enum IpipDataPath {
     Userspace,
 }
 
-/// The control API's TCP listener. Clients must present a certificate signed by `clientCaFile`.
+/// The control API's TCP listener. Clients must present a certificate signed by `clientCaFile`
+/// (a client without one, or with one from another CA, fails the TLS handshake).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiTcp {
@@ -298,6 +299,12 @@ pub struct ApiTcp {
     pub key_file: PathBuf,
     /// The CA that signs client certificates (PEM).
     pub client_ca_file: PathBuf,
+    /// The client certificates that may change state (add or remove blocks and peers, reset
+    /// sessions), by a subject common name or a DNS subject alternative name, compared ignoring
+    /// ASCII case. Reads (list, watch, status) stay open to every client the CA vouches for.
+    /// Unset: every such client may change state; empty: none may (read-only over TCP).
+    #[serde(default)]
+    pub allowed_client_names: Option<Vec<String>>,
 }
 
 /// Another node of the cluster.
@@ -978,6 +985,16 @@ prefixAdvertisements:
         assert!(
             parse(GOOD).unwrap().api_tcp.is_none(),
             "off unless configured"
+        );
+        assert_eq!(
+            tcp.allowed_client_names, None,
+            "every client may change state"
+        );
+        let listed = format!("{text}  allowedClientNames: [operator, ops.example.net]\n");
+        let tcp = parse(&listed).unwrap().api_tcp.unwrap();
+        assert_eq!(
+            tcp.allowed_client_names,
+            Some(vec!["operator".to_owned(), "ops.example.net".to_owned()])
         );
         let without_ca = text.replace("  clientCaFile: /ca.crt\n", "");
         let error = parse(&without_ca).unwrap_err().to_string();

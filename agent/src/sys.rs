@@ -1,4 +1,4 @@
-//! The agent's one system call that neither std nor a crate wraps safely.
+//! The agent's few system calls that neither std nor a crate wraps safely.
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
@@ -23,4 +23,10 @@ pub fn raise_thread_priority() {
         let tid = libc::gettid();
         let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, -10);
     }
+}
+
+/// The process's effective user id: the owner of the files it creates.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid takes no arguments, touches no memory and cannot fail.
+    unsafe { libc::geteuid() }
 }

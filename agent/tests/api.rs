@@ -961,12 +961,7 @@ fn the_api_over_tcp_answers_only_clients_with_a_certificate_from_its_ca() {
     certificate(&dir, "ca", "operator");
     certificate(&dir, "other-ca", "intruder");
     let d = |f: &str| dir.join(f).display().to_string();
-    let config = format!(
-        "nodeName: lonely\nnodeAddress: 10.0.9.1/24\nasNumber: 64512\nipPools:\n  - cidr: 10.244.0.0/16\nblocks: [10.244.1.0/26]\napiTcp:\n  address: 127.0.0.1:7443\n  certFile: {}\n  keyFile: {}\n  clientCaFile: {}\n",
-        d("ternd.crt"),
-        d("ternd.key"),
-        d("ca.crt")
-    );
+    let config = with_api_tcp(&dir, "");
     let pid = lab.start_ternd(node, ternd(), &config).unwrap();
     let ternctl = |client: &str| {
         let output = Command::new("ip")
@@ -1018,4 +1013,248 @@ fn the_api_over_tcp_answers_only_clients_with_a_certificate_from_its_ca() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let blocks = runtime.block_on(async { list_blocks(&channel(&path).await).await });
     assert_eq!(blocks, [("10.244.1.0/26".to_owned(), CONFIG)]);
+}
+
+/// A configuration for a lonely node (no peers) of the `ternd-pair` lab, with `extra` after it.
+fn lonely(extra: &str) -> String {
+    format!(
+        "nodeName: lonely\nnodeAddress: 10.0.9.1/24\nasNumber: 64512\nipPools:\n  - cidr: 10.244.0.0/16\nblocks: [10.244.1.0/26]\n{extra}"
+    )
+}
+
+/// [`lonely`] serving the API on 127.0.0.1:7443 with the certificate "ternd" and the client
+/// CA "ca" from `dir`, with `extra` in `apiTcp`.
+fn with_api_tcp(dir: &Path, extra: &str) -> String {
+    let d = |f: &str| dir.join(f).display().to_string();
+    lonely(&format!(
+        "apiTcp:\n  address: 127.0.0.1:7443\n  certFile: {}\n  keyFile: {}\n  clientCaFile: {}\n{extra}",
+        d("ternd.crt"),
+        d("ternd.key"),
+        d("ca.crt")
+    ))
+}
+
+fn mode(path: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::symlink_metadata(path).unwrap().permissions())
+        & 0o7777
+}
+
+/// Runs ternd in `ns` with the configuration file `config` until it exits, within 10 s (else it
+/// is killed, by its PID): its exit code and what it printed.
+fn ternd_exits(ns: &str, config: &Path) -> (Option<i32>, String) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(ternd())
+        .arg("--config")
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
+#[test]
+fn the_socket_is_made_0600_in_a_0700_folder_and_a_folder_others_control_is_refused() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = lab("api-sock");
+    let node = "a";
+    let ns = lab.netns(node).unwrap();
+    let dir = lab.node_dir(node);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A folder that does not exist yet, two levels down.
+    let folder = dir.join("run").join("tern");
+    let path = folder.join("tern.sock");
+    let config = dir.join("private.yaml");
+    std::fs::write(
+        &config,
+        lonely(&format!(
+            "stateFile: {}\napiSocket: {}\n",
+            dir.join("state.yaml").display(),
+            path.display()
+        )),
+    )
+    .unwrap();
+    let argv = [
+        ternd().display().to_string(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    let pid = lab.spawn(node, &argv, "private.log").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(path.exists(), "log:\n{}", lab.log(node, "private.log"));
+    assert_eq!(mode(&path), 0o600, "the socket is for its owner only");
+    assert_eq!(mode(&folder), 0o700, "its folder too");
+    assert_eq!(mode(&dir.join("run")), 0o700, "and the folders made for it");
+    let left: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["tern.sock"], "nothing but the socket is left there");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let blocks = runtime.block_on(async { list_blocks(&channel(&path).await).await });
+    assert_eq!(blocks, [("10.244.1.0/26".to_owned(), CONFIG)]);
+    lab.stop(pid, "TERM", Duration::from_secs(10)).unwrap();
+    assert!(!path.exists(), "the socket goes with ternd");
+
+    // A folder others may write to, or that belongs to someone else, is refused.
+    let set_mode = |mode: u32| {
+        std::fs::set_permissions(&folder, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap()
+    };
+    set_mode(0o777);
+    let (code, text) = ternd_exits(&ns, &config);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("(mode 0777) is writable by others"), "{text}");
+    assert!(!path.exists());
+    set_mode(0o775);
+    let (code, text) = ternd_exits(&ns, &config);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("(mode 0775) is writable by others"), "{text}");
+    set_mode(0o700);
+    std::os::unix::fs::chown(&folder, Some(65534), Some(65534)).unwrap();
+    let (code, text) = ternd_exits(&ns, &config);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("belongs to uid 65534"), "{text}");
+    assert!(!path.exists());
+}
+
+/// What [`over_tcp`] got: the listed blocks (or why not), then the addition's outcome.
+type TcpAnswers = (
+    Result<Vec<(String, i32)>, String>,
+    Result<(), tonic::Status>,
+);
+
+/// What a client gets over TCP inside `ns` (ternd at 127.0.0.1:7443, certificate "ternd"),
+/// with `client`'s certificate from `dir` or none: the blocks it lists, then its attempt to add
+/// 10.244.9.0/26.
+fn over_tcp(ns: &str, dir: &Path, client: Option<&str>) -> TcpAnswers {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("ca.crt")))
+        .domain_name("ternd");
+    if let Some(client) = client {
+        tls = tls.identity(Identity::from_pem(
+            read(&format!("{client}.crt")),
+            read(&format!("{client}.key")),
+        ));
+    }
+    tern_e2e::inside(ns, move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let endpoint = Endpoint::from_static("https://127.0.0.1:7443")
+                .tls_config(tls)
+                .unwrap()
+                .timeout(Duration::from_secs(5));
+            let channel = match endpoint.connect().await {
+                Ok(channel) => channel,
+                Err(error) => {
+                    let refused = Err(tonic::Status::unavailable(error.to_string()));
+                    return (Err(format!("connect: {error:?}")), refused);
+                }
+            };
+            let listed = BlockServiceClient::new(channel.clone())
+                .list_blocks(pb::ListBlocksRequest {})
+                .await
+                .map(|r| {
+                    r.into_inner()
+                        .blocks
+                        .into_iter()
+                        .map(|b| (b.prefix, b.source))
+                        .collect()
+                })
+                .map_err(|status| format!("{status:?}"));
+            let added = BlockServiceClient::new(channel)
+                .add_block(pb::AddBlockRequest {
+                    prefix: "10.244.9.0/26".into(),
+                })
+                .await
+                .map(|_| ());
+            (listed, added)
+        })
+    })
+}
+
+#[test]
+fn over_tcp_a_certificate_from_the_ca_is_required_and_only_listed_names_change_state() {
+    if !require_root() {
+        return;
+    }
+    let mut lab = lab("api-names");
+    let node = "a";
+    let ns = lab.netns(node).unwrap();
+    let dir = lab.dir();
+    certificate(&dir, "ca", "ternd");
+    certificate(&dir, "ca", "operator");
+    certificate(&dir, "ca", "reader");
+    certificate(&dir, "other-ca", "intruder");
+    let config = with_api_tcp(&dir, "  allowedClientNames: [OPERATOR]\n");
+    lab.start_ternd(node, ternd(), &config).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut reader = over_tcp(&ns, &dir, Some("reader"));
+    while reader.0.is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        reader = over_tcp(&ns, &dir, Some("reader"));
+    }
+    let only_config = vec![("10.244.1.0/26".to_owned(), CONFIG)];
+
+    // A name the list does not hold: reads, but changes nothing.
+    let (listed, added) = reader;
+    assert_eq!(
+        listed,
+        Ok(only_config.clone()),
+        "{}",
+        lab.log(node, "ternd.log")
+    );
+    let refused = added.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("\"reader\""), "{refused:?}");
+    let (listed, _) = over_tcp(&ns, &dir, Some("reader"));
+    assert_eq!(
+        listed,
+        Ok(only_config.clone()),
+        "the refused call changed nothing"
+    );
+
+    // No certificate, or one from another CA: not even a read.
+    for client in [None, Some("intruder")] {
+        let (listed, added) = over_tcp(&ns, &dir, client);
+        assert!(listed.is_err(), "{client:?} listed {listed:?}");
+        assert!(added.is_err(), "{client:?} added a block");
+    }
+
+    // The listed name (matched ignoring case) changes state.
+    let (listed, added) = over_tcp(&ns, &dir, Some("operator"));
+    assert_eq!(listed, Ok(only_config));
+    assert_eq!(added.map_err(|s| s.code()), Ok(()));
+    let (listed, _) = over_tcp(&ns, &dir, Some("reader"));
+    assert_eq!(
+        listed,
+        Ok(vec![
+            ("10.244.1.0/26".to_owned(), CONFIG),
+            ("10.244.9.0/26".to_owned(), API)
+        ])
+    );
 }

@@ -1,12 +1,13 @@
 //! The userspace IP-in-IP data path (RFC 2003) between the two nodes of a copy of the `uipip` lab
 //! (e2e/topologies/uipip.clab.yml) that each test builds, with real packets: pods ping each other, the wire carries IP protocol 4 with the
 //! pods' packets inside, DF packets that do not fit get "fragmentation needed", IP-in-IP from an
-//! unknown node is dropped, the device outlives the data path until deleted, and a bulk TCP
+//! unknown node is dropped, so is IP-in-IP from a node with a forged inner source or an inner
+//! destination that is not the receiving node's, the device outlives the data path until deleted, and a bulk TCP
 //! transfer (TSO super-packets cut into segments, segments merged again) arrives intact.
 //!
 //! Every address lives inside the labs' `tern-uipip-*` namespaces, deleted even when a test fails.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -98,7 +99,7 @@ struct Pair {
     a: Node,
     b: Node,
     /// Dropped last: the data paths stop before their namespaces go.
-    _lab: Lab,
+    lab: Lab,
 }
 
 impl Pair {
@@ -117,7 +118,7 @@ impl Pair {
         let mut b = node(&ns_b, "192.168.77.2", "10.244.2.1", "10.244.2.0/26");
         a.start();
         b.start();
-        let pair = Pair { a, b, _lab: lab };
+        let pair = Pair { a, b, lab };
         pair.set_routes();
         for (node, other) in [(&pair.a, &pair.b), (&pair.b, &pair.a)] {
             let route = format!("route add {} dev {DEVICE} src {}", other.block, node.pod);
@@ -126,11 +127,14 @@ impl Pair {
         pair
     }
 
-    /// Each node's table: the other's block behind its underlay address.
+    /// Each node's table: the other's block behind its underlay address; its own block and
+    /// underlay address are local.
     fn set_routes(&self) {
         for (node, other) in [(&self.a, &self.b), (&self.b, &self.a)] {
             node.ipip()
                 .set_routes(vec![(other.block, vec![other.underlay])]);
+            node.ipip()
+                .set_local(vec![node.block, Ipv4Network::from(node.underlay)]);
         }
     }
 }
@@ -482,4 +486,80 @@ fn a_bulk_tcp_transfer_arrives_intact_through_segmentation_and_merging() {
         0,
         "{sent:?} {got:?}"
     );
+}
+
+/// What `socket` receives within a second, if anything.
+fn receive(socket: &UdpSocket) -> Option<Vec<u8>> {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut buffer = [0; 64];
+    let (length, _) = socket.recv_from(&mut buffer).ok()?;
+    Some(buffer[..length].to_vec())
+}
+
+#[test]
+fn ipip_from_a_node_with_a_forged_inner_source_or_a_destination_elsewhere_is_dropped() {
+    if !tern_e2e::require_root() {
+        return;
+    }
+    let pair = Pair::new("forged");
+    let (a, b) = (&pair.a, &pair.b);
+    let c = pair.lab.netns("c").unwrap();
+    // The kernel's reverse-path filter would hide what the data path lets through.
+    let settings = [
+        ("net.ipv4.conf.all.rp_filter", "0"),
+        ("net.ipv4.conf.tunl0.rp_filter", "0"),
+    ];
+    tern_e2e::netns::sysctls(&a.ns, &settings).unwrap();
+    let pod = a.pod;
+    let in_a = inside(&a.ns, move || UdpSocket::bind((pod, 7000)).unwrap());
+    let in_c = inside(&c, || UdpSocket::bind(("10.99.0.1", 7000)).unwrap());
+    // b plays a node that forges: an address outside its block, and c's subnet sent to a as
+    // if a led there.
+    ip(&b.ns, "addr add 10.244.3.1/32 dev lo");
+    let beyond: Ipv4Network = "10.99.0.0/24".parse().unwrap();
+    b.ipip().set_routes(vec![
+        (a.block, vec![a.underlay]),
+        (beyond, vec![a.underlay]),
+    ]);
+    ip(
+        &b.ns,
+        &format!("route add {beyond} dev {DEVICE} src {}", b.pod),
+    );
+    let send = |from: Ipv4Addr, to: Ipv4Addr, what: &'static [u8]| {
+        inside(&b.ns, move || {
+            let socket = UdpSocket::bind((from, 0)).unwrap();
+            socket.send_to(what, (to, 7000)).unwrap();
+        });
+    };
+
+    send(b.pod, a.pod, b"real");
+    assert_eq!(receive(&in_a).as_deref(), Some(&b"real"[..]));
+    // The data path counts a packet just after writing it into the device, so the socket may
+    // have it first.
+    assert!(eventually(|| a.counters().decapsulated_packets == 1));
+    let before = a.counters();
+    send(addr("10.244.3.1"), a.pod, b"forged source");
+    send(b.pod, addr("10.99.0.1"), b"bounced");
+    assert_eq!(
+        receive(&in_a),
+        None,
+        "a forged inner source reached a's pod"
+    );
+    assert_eq!(
+        receive(&in_c),
+        None,
+        "a forwarded a packet not addressed to it"
+    );
+    let after = a.counters();
+    assert_eq!(after.foreign_source, before.foreign_source + 1, "{after:?}");
+    assert_eq!(after.not_local, before.not_local + 1, "{after:?}");
+    assert_eq!(after.decapsulated_packets, before.decapsulated_packets);
+
+    // Real traffic still flows, both ways.
+    send(b.pod, a.pod, b"real again");
+    assert_eq!(receive(&in_a).as_deref(), Some(&b"real again"[..]));
+    let ping = a.ping(b.pod, "");
+    assert_eq!(ping.received(), 3, "{}", ping.text());
 }

@@ -8,13 +8,16 @@
 //! `convert` only.
 //!
 //! The API listens on a unix socket (mode 0600, removed on exit) and, when configured, on TCP
-//! with mutual TLS (rustls): the client must present a certificate signed by the configured CA.
-//! There is no plain TCP listener.
+//! with mutual TLS (rustls): the client must present a certificate signed by the configured CA,
+//! and only the certificates `apiTcp.allowedClientNames` lists (when set) may change state
+//! (`authorize`, with the names read by `certificate`). There is no plain TCP listener.
 //!
 //! One file per service: `block`, `peer`, `route`, `watch` and `status`; `server` holds the
 //! state they share ([`Api`]) and the listeners ([`Server`]).
 
+mod authorize;
 mod block;
+mod certificate;
 mod convert;
 mod peer;
 mod route;

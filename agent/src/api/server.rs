@@ -2,7 +2,7 @@
 //! the optional TCP listener with mutual TLS ([`Server`]), and the client side of the socket
 //! ([`connect_unix`]).
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
@@ -19,6 +19,7 @@ use tonic::Status;
 use tonic::transport::server::Router;
 use tracing::{info, warn};
 
+use super::authorize::Authorize;
 use super::convert;
 use crate::config::{ApiTcp, Config};
 use crate::handle::{AgentHandle, Command};
@@ -80,8 +81,8 @@ impl Api {
         Api { handle, stopping }
     }
 
-    /// Every service on `server` (plain, or with TLS set up).
-    pub fn router(self, mut server: tonic::transport::Server) -> Router {
+    /// Every service on `server` (plain, or with TLS and layers set up).
+    pub fn router<L: Clone>(self, mut server: tonic::transport::Server<L>) -> Router<L> {
         server
             .add_service(BlockServiceServer::new(self.clone()))
             .add_service(PeerServiceServer::new(self.clone()))
@@ -165,16 +166,41 @@ pub struct Server {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// Binds `path` as a unix socket readable and writable by its owner only: its folder is made,
-/// and a stale socket left by a process that died is removed first.
+/// Binds `path` as a unix socket readable and writable by its owner only, never reachable by
+/// anyone else for a moment:
+///
+/// - its folder is created with mode 0700 when missing; an existing one must be owned by us
+///   (or root) and writable by nobody else, or ternd refuses to start (whoever could write there
+///   could swap the socket for their own). An existing folder is never chmod-ed: `apiSocket`
+///   may point into a shared folder such as `/run`, which must stay as it is;
+/// - the socket is bound inside a fresh folder of mode 0700 next to it (`.<name>.new`), made
+///   0600 there and only then renamed into place. `bind` creates the socket with the process's
+///   umask, but nobody else can reach into that folder, so the chmod that follows leaves no
+///   window; and the umask, which is shared by every thread of the process, is never touched.
+///
+/// A stale socket left by a process that died is replaced.
 fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
     let fail = |source| ServeError::Socket {
         path: path.to_owned(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
+    let refuse = |why: String| {
+        fail(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            why,
+        ))
+    };
+    let Some(name) = path.file_name() else {
+        return Err(fail(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a file name",
+        )));
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    private_folder(dir).map_err(refuse)?;
     if let Ok(metadata) = std::fs::symlink_metadata(path) {
         if !std::os::unix::fs::FileTypeExt::is_socket(&metadata.file_type()) {
             return Err(fail(std::io::Error::new(
@@ -187,9 +213,68 @@ fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
         }
         std::fs::remove_file(path).map_err(fail)?;
     }
-    let listener = tokio::net::UnixListener::bind(path).map_err(fail)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
-    Ok(listener)
+    let mut staging_name = std::ffi::OsString::from(".");
+    staging_name.push(name);
+    staging_name.push(".new");
+    let staging = dir.join(staging_name);
+    // Left by a ternd that died while binding; only we (or root) can write in `dir`.
+    if std::fs::symlink_metadata(&staging).is_ok_and(|m| m.is_dir()) {
+        std::fs::remove_dir_all(&staging).map_err(fail)?;
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .map_err(fail)?;
+    let temporary = staging.join("socket");
+    let bound = tokio::net::UnixListener::bind(&temporary)
+        .and_then(|listener| {
+            std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))?;
+            std::fs::rename(&temporary, path)?;
+            Ok(listener)
+        })
+        .map_err(fail);
+    let _ = std::fs::remove_dir_all(&staging);
+    bound
+}
+
+/// Makes sure `dir` exists and only we (or root) can write in it: creates it with mode 0700
+/// when missing; the reason otherwise.
+fn private_folder(dir: &Path) -> Result<(), String> {
+    let shown = dir.display();
+    let metadata = match std::fs::metadata(dir) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("cannot create the folder {shown}: {e}"))?;
+            // The umask may have taken bits away, never added any.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| format!("cannot set the mode of the folder {shown}: {e}"))?;
+            return Ok(());
+        }
+        Err(error) => return Err(format!("cannot read the folder {shown}: {error}")),
+    };
+    if !metadata.is_dir() {
+        return Err(format!("{shown} is not a folder"));
+    }
+    let (owner, us) = (metadata.uid(), crate::sys::effective_uid());
+    if owner != us && owner != 0 {
+        return Err(format!(
+            "the folder {shown} belongs to uid {owner}, not to us (uid {us}) or root: \
+             the API socket needs a folder nobody else controls"
+        ));
+    }
+    let mode = metadata.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "the folder {shown} (mode {mode:04o}) is writable by others: \
+             the API socket needs a folder nobody else can write to (chmod go-w, or set \
+             apiSocket in a folder of its own, which ternd creates with mode 0700)"
+        ));
+    }
+    Ok(())
 }
 
 /// A TLS file's bytes.
@@ -200,7 +285,8 @@ fn read(path: &Path) -> Result<Vec<u8>, ServeError> {
     })
 }
 
-/// Our certificate and key, and the CA that must have signed every client's certificate.
+/// Our certificate and key, and the CA that must have signed every client's certificate: a
+/// client without a certificate, or with one the CA did not sign, fails the handshake.
 fn tls(tcp: &ApiTcp) -> Result<tonic::transport::ServerTlsConfig, ServeError> {
     use tonic::transport::{Certificate, Identity, ServerTlsConfig};
     Ok(ServerTlsConfig::new()
@@ -208,7 +294,8 @@ fn tls(tcp: &ApiTcp) -> Result<tonic::transport::ServerTlsConfig, ServeError> {
             read(&tcp.cert_file)?,
             read(&tcp.key_file)?,
         ))
-        .client_ca_root(Certificate::from_pem(read(&tcp.client_ca_file)?)))
+        .client_ca_root(Certificate::from_pem(read(&tcp.client_ca_file)?))
+        .client_auth_optional(false))
 }
 
 impl Server {
@@ -244,10 +331,14 @@ impl Server {
                     address: tcp.address,
                     source,
                 })?;
+            // Without a list every verified client may change state, as before the list
+            // existed.
+            let authorize = tcp.allowed_client_names.as_deref().map(Authorize::new);
             let router = api.router(
                 tonic::transport::Server::builder()
                     .tls_config(tls)
-                    .map_err(ServeError::Tls)?,
+                    .map_err(ServeError::Tls)?
+                    .layer(tower::util::option_layer(authorize)),
             );
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
             tasks.push(tokio::spawn(async move {

@@ -140,6 +140,23 @@ pub struct Tunnels {
     status: (DataPath, String),
 }
 
+/// This node's own IPv4 prefixes, the inner destinations the userspace decapsulator delivers:
+/// its blocks (which hold its pods and its tunnel address) and its node address. Traffic
+/// through the tunnel is routed to blocks, so nothing else is addressed to this node that way.
+pub fn local_prefixes(config: &Config, blocks: &[IpNetwork]) -> Vec<Ipv4Network> {
+    let mut local: Vec<Ipv4Network> = blocks
+        .iter()
+        .filter_map(|block| match block {
+            IpNetwork::V4(block) => Some(*block),
+            IpNetwork::V6(_) => None,
+        })
+        .collect();
+    if let IpAddr::V4(node) = config.node_address.ip() {
+        local.push(Ipv4Network::from(node));
+    }
+    local
+}
+
 impl Tunnels {
     /// No devices yet; [`Tunnels::configure`] sets them up.
     pub fn new(handle: Handle) -> Tunnels {
@@ -242,9 +259,13 @@ impl Tunnels {
 
     /// Puts the node's tunnel address (the first address of its first encapsulated block) on the
     /// tunnel devices when it changed.
+    /// Also tells the userspace encapsulator what is local (see [`local_prefixes`]).
     pub async fn update_address(&mut self, config: &Config, blocks: &[IpNetwork]) {
         if !self.active() {
             return;
+        }
+        if let Some(device) = self.ipip.as_ref().and_then(|i| i.userspace.as_ref()) {
+            device.set_local(local_prefixes(config, blocks));
         }
         let address = own_tunnel_address(config, blocks);
         if address == self.address && address.is_some() {
@@ -530,5 +551,27 @@ impl Tunnels {
             vxlan.dirty = true;
         }
         self.sync().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn what_is_local_is_the_nodes_ipv4_blocks_and_its_address() {
+        let text = "nodeName: n1\nnodeAddress: 10.1.1.11/24\nasNumber: 64512\n\
+                    ipPools:\n  - cidr: 10.244.0.0/16\nblocks: [10.244.1.0/26]\n";
+        let config = Config::parse(text, Path::new("test.yaml")).unwrap();
+        let blocks: Vec<IpNetwork> = ["10.244.1.0/26", "10.244.7.9/32", "fd00:244::/80"]
+            .iter()
+            .map(|b| b.parse().unwrap())
+            .collect();
+        let local: Vec<String> = local_prefixes(&config, &blocks)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(local, ["10.244.1.0/26", "10.244.7.9/32", "10.1.1.11/32"]);
     }
 }

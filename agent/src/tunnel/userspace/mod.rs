@@ -4,9 +4,13 @@
 //! runbooks keep working). One thread reads those packets, picks the node behind the longest
 //! matching prefix and sends each packet on a raw `IPPROTO_IPIP` socket, so the kernel prepends
 //! the outer header (protocol 4): the packets on the wire are standard RFC 2003 and a kernel ipip
-//! peer (Calico's `tunl0`) takes them. A second thread receives IP-in-IP from the wire, accepts
-//! it only from the node addresses in the table (as Calico does), strips the outer header and
-//! writes the inner packet into the TUN device.
+//! peer (Calico's `tunl0`) takes them. A second thread receives IP-in-IP from the wire, strips
+//! the outer header and writes the inner packet into the TUN device, but only when the outer
+//! source is a node in the table (as Calico does), the inner source lies in the blocks routed
+//! through that node, and the inner destination is this node's (one of its blocks or
+//! addresses, [`UserspaceIpip::set_local`]); anything else would let whoever can send IP
+//! protocol 4 to the node inject packets into its pods or bounce them onward. Drops are
+//! counted per reason ([`Counters`]), never logged per packet.
 //!
 //! RFC 2003 section 5.1: an inner packet with DF set leaves with DF set (a socket with
 //! `IP_PMTUDISC_DO`); without DF the outer header may be fragmented (a second socket with
@@ -41,20 +45,23 @@
 //!
 //! The packet logic (`outbound`, `inbound`, `fragmentation_needed`, `Segmentation`, `Mergeable`,
 //! `VnetHeader`, and [`table`]'s `Table`) is pure; every system call is in [`sys`], the only
-//! file allowed `unsafe`.
+//! file allowed `unsafe`. `fuzzing` (hidden, not an API) runs that logic for the cargo-fuzz
+//! targets in `fuzz/`.
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, IoSlice, PipeReader, PipeWriter, Read, Write};
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use ipnetwork::Ipv4Network;
 use tracing::{debug, warn};
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod icmp;
 mod offload;
 mod packet;
@@ -126,6 +133,12 @@ pub struct Counters {
     pub no_route: u64,
     /// IP-in-IP packets from an address that is no node in the table, dropped.
     pub unknown_source: u64,
+    /// IP-in-IP packets from a node whose inner source is not in the blocks routed through
+    /// that node (forged), dropped.
+    pub foreign_source: u64,
+    /// IP-in-IP packets whose inner destination is not this node's (they would be forwarded
+    /// on), dropped.
+    pub not_local: u64,
     /// DF packets too big for the underlay path, answered with "fragmentation needed".
     pub too_big: u64,
     /// Sending on the underlay or writing into the device failed.
@@ -167,6 +180,9 @@ struct Shared {
     /// Sends inner packets without DF (`IP_PMTUDISC_DONT`); a filter keeps its queue empty.
     fragmenting: OwnedFd,
     routes: Routes,
+    /// What the table was last built from (routes, this node's prefixes): either setter
+    /// builds it again with the other part kept.
+    inputs: Mutex<TableInputs>,
     /// The device's MTU, which merged TCP packets are cut back to.
     mtu: AtomicU32,
     counters: CounterCells,
@@ -210,6 +226,7 @@ impl UserspaceIpip {
             strict,
             fragmenting,
             routes: Routes::default(),
+            inputs: Mutex::default(),
             mtu: AtomicU32::new(mtu),
             counters: CounterCells::default(),
             stop: AtomicBool::new(false),
@@ -249,9 +266,28 @@ impl UserspaceIpip {
 
     /// Replaces the forwarding table: inner destination prefix -> the underlay addresses of the
     /// nodes behind it. With several, a flow (inner source, destination, protocol and ports)
-    /// always takes the same one. The node addresses are also the outer sources accepted.
+    /// always takes the same one. The node addresses are also the outer sources accepted, and
+    /// a node's prefixes the inner sources accepted from it.
     pub fn set_routes(&self, routes: Vec<(Ipv4Network, Vec<Ipv4Addr>)>) {
-        self.shared.routes.replace(Table::new(routes));
+        self.rebuild(|inputs| inputs.routes = routes);
+    }
+
+    /// Replaces this node's own prefixes (its blocks, and its addresses as /32s): the only
+    /// inner destinations delivered into the device. None until set, so nothing is delivered
+    /// before the agent says what is local.
+    pub fn set_local(&self, local: Vec<Ipv4Network>) {
+        self.rebuild(|inputs| inputs.local = local);
+    }
+
+    /// Changes what the table is built from, and builds it again.
+    fn rebuild(&self, change: impl FnOnce(&mut TableInputs)) {
+        let mut inputs = self
+            .shared
+            .inputs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        change(&mut inputs);
+        self.shared.routes.replace(inputs.table());
     }
 
     /// What the data path has done since it started.
@@ -264,6 +300,19 @@ impl UserspaceIpip {
         set_interface_mtu(&self.control, &self.name, mtu)?;
         self.shared.mtu.store(mtu, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// What [`Table`] is built from.
+#[derive(Debug, Default)]
+struct TableInputs {
+    routes: Vec<(Ipv4Network, Vec<Ipv4Addr>)>,
+    local: Vec<Ipv4Network>,
+}
+
+impl TableInputs {
+    fn table(&self) -> Table {
+        Table::new(self.routes.clone(), self.local.clone())
     }
 }
 
@@ -589,6 +638,12 @@ fn decapsulate(shared: &Shared, wake: &PipeReader) {
                 Inbound::UnknownSource => {
                     counters.unknown_source.fetch_add(1, Ordering::Relaxed);
                 }
+                Inbound::ForeignSource => {
+                    counters.foreign_source.fetch_add(1, Ordering::Relaxed);
+                }
+                Inbound::NotLocal => {
+                    counters.not_local.fetch_add(1, Ordering::Relaxed);
+                }
                 Inbound::Invalid => {
                     counters.invalid.fetch_add(1, Ordering::Relaxed);
                 }
@@ -717,6 +772,8 @@ struct CounterCells {
     decapsulated_bytes: AtomicU64,
     no_route: AtomicU64,
     unknown_source: AtomicU64,
+    foreign_source: AtomicU64,
+    not_local: AtomicU64,
     too_big: AtomicU64,
     send_errors: AtomicU64,
     invalid: AtomicU64,
@@ -732,6 +789,8 @@ impl CounterCells {
             decapsulated_bytes: get(&self.decapsulated_bytes),
             no_route: get(&self.no_route),
             unknown_source: get(&self.unknown_source),
+            foreign_source: get(&self.foreign_source),
+            not_local: get(&self.not_local),
             too_big: get(&self.too_big),
             send_errors: get(&self.send_errors),
             invalid: get(&self.invalid),
@@ -786,12 +845,15 @@ mod tests {
         packet(source, destination, 6, 0, &payload)
     }
 
+    /// A table of `routes` for a node whose block is 10.244.1.0/26 and whose address is
+    /// 192.168.0.9.
     pub(super) fn table(routes: &[(&str, &[&str])]) -> Table {
         Table::new(
             routes
                 .iter()
                 .map(|(prefix, nodes)| (net(prefix), nodes.iter().map(|n| addr(n)).collect()))
                 .collect(),
+            vec![net("10.244.1.0/26"), net("192.168.0.9/32")],
         )
     }
 

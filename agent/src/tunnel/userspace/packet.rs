@@ -154,12 +154,19 @@ pub(super) enum Inbound {
     Deliver { start: usize, end: usize },
     /// The outer source is no node in the table.
     UnknownSource,
+    /// The inner source is not in the blocks routed through the node it came from (a forged
+    /// inner packet).
+    ForeignSource,
+    /// The inner destination is not this node's (it would be forwarded on: a reflection).
+    NotLocal,
     /// The outer or inner packet is malformed, or RFC 6040 says to drop it.
     Invalid,
 }
 
 /// Checks an IP-in-IP packet and finds the inner packet; carries an outer CE mark into the
-/// inner header (RFC 6040 section 4.2), which is why `packet` is mutable.
+/// inner header (RFC 6040 section 4.2), which is why `packet` is mutable. Delivered only when
+/// the outer source is a node, the inner source lies in that node's blocks and the inner
+/// destination is this node's (see [`Table::routed_via`] and [`Table::is_local`]).
 pub(super) fn inbound(packet: &mut [u8], table: &Table) -> Inbound {
     // The kernel hands raw sockets the outer header as received, total length and all.
     let Some(outer) = Header::parse(packet) else {
@@ -178,6 +185,12 @@ pub(super) fn inbound(packet: &mut [u8], table: &Table) -> Inbound {
     let Some(inner) = Header::parse(inner_bytes) else {
         return Inbound::Invalid;
     };
+    if !table.routed_via(inner.source, outer.source) {
+        return Inbound::ForeignSource;
+    }
+    if !table.is_local(inner.destination) {
+        return Inbound::NotLocal;
+    }
     if outer.tos & ECN_MASK == ECN_CE && inner.tos & ECN_MASK != ECN_CE {
         if inner.tos & ECN_MASK == ECN_NOT_ECT {
             return Inbound::Invalid;
@@ -380,6 +393,55 @@ mod tests {
         let inner = packet("10.244.2.1", "10.244.1.1", 1, 0, &[0; 8]);
         let mut outer = packet("192.168.77.3", "192.168.77.1", 4, 0, &inner);
         assert_eq!(inbound(&mut outer, &table), Inbound::UnknownSource);
+    }
+
+    #[test]
+    fn an_inner_packet_from_outside_the_senders_blocks_is_refused() {
+        let table = table(&[
+            ("10.244.2.0/26", &["192.168.77.2"]),
+            ("10.244.3.0/26", &["192.168.77.3"]),
+        ]);
+        // Another node's block, and an address in no block at all.
+        for source in ["10.244.3.1", "10.99.0.1"] {
+            let inner = packet(source, "10.244.1.1", 17, 0, &[0; 8]);
+            let mut outer = packet("192.168.77.2", "192.168.77.1", 4, 0, &inner);
+            assert_eq!(
+                inbound(&mut outer, &table),
+                Inbound::ForeignSource,
+                "{source}"
+            );
+        }
+        let inner = packet("10.244.3.1", "10.244.1.1", 17, 0, &[0; 8]);
+        let mut outer = packet("192.168.77.3", "192.168.77.1", 4, 0, &inner);
+        assert!(matches!(
+            inbound(&mut outer, &table),
+            Inbound::Deliver { .. }
+        ));
+    }
+
+    #[test]
+    fn an_inner_packet_for_an_address_that_is_not_this_nodes_is_refused() {
+        let table = table(&[
+            ("10.244.2.0/26", &["192.168.77.2"]),
+            ("10.244.3.0/26", &["192.168.77.3"]),
+        ]);
+        // Onward to another node's pod, into the underlay, or out to the world.
+        for destination in ["10.244.3.1", "192.168.77.3", "8.8.8.8", "10.244.1.64"] {
+            let inner = packet("10.244.2.1", destination, 17, 0, &[0; 8]);
+            let mut outer = packet("192.168.77.2", "192.168.77.1", 4, 0, &inner);
+            assert_eq!(
+                inbound(&mut outer, &table),
+                Inbound::NotLocal,
+                "{destination}"
+            );
+        }
+        // This node's own address (the helper's table has 192.168.0.9/32 as local).
+        let inner = packet("10.244.2.1", "192.168.0.9", 17, 0, &[0; 8]);
+        let mut outer = packet("192.168.77.2", "192.168.77.1", 4, 0, &inner);
+        assert!(matches!(
+            inbound(&mut outer, &table),
+            Inbound::Deliver { .. }
+        ));
     }
 
     #[test]
