@@ -220,6 +220,10 @@ pub struct Counters {
     /// Messages for the peer that could not be encoded and were not sent (for UPDATEs, the
     /// routes were withdrawn from the peer instead), this session.
     pub messages_not_encoded: u64,
+    /// UPDATEs whose announced routes were all handled as withdrawn, this session: a malformed
+    /// attribute (RFC 7606) or a next hop that is our own address on the session (RFC 4271
+    /// section 6.3).
+    pub updates_treated_as_withdraw: u64,
 }
 
 /// A snapshot of one peer, for status queries.
