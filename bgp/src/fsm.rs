@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::wire::{
-    AddPathFamily, Capability, Context, Families, Family, GracefulRestart,
+    AddPathFamily, Afi, Capability, Context, Families, Family, GracefulRestart,
     LongLivedGracefulRestartFamily, Message, Notification, Open, cease_subcode, code, open_subcode,
 };
 
@@ -243,6 +243,9 @@ pub struct Negotiated {
     pub graceful_restart: Option<GracefulRestart>,
     /// The peer's long-lived graceful restart families.
     pub long_lived_graceful_restart: Vec<LongLivedGracefulRestartFamily>,
+    /// The peer accepts IPv4 unicast routes with IPv6 next hops: it advertised the extended
+    /// next hop capability for them (RFC 8950 section 4).
+    pub ipv4_over_ipv6_next_hop: bool,
 }
 
 /// Works out the session parameters, or the NOTIFICATION that refuses the peer's OPEN.
@@ -356,6 +359,12 @@ pub fn negotiate(config: &Config, peer: &Open) -> Result<Negotiated, Notificatio
             })
             .filter(|f| families.contains(&f.family))
             .collect(),
+        ipv4_over_ipv6_next_hop: theirs.iter().any(|c| match c {
+            Capability::ExtendedNextHop(list) => list.iter().any(|e| {
+                e.nlri_afi == Afi::IPV4 && e.nlri_safi == 1 && e.next_hop_afi == Afi::IPV6
+            }),
+            _ => false,
+        }),
         families,
     })
 }
@@ -1121,6 +1130,24 @@ mod tests {
         ];
         let negotiated = negotiate(&config(), &open).unwrap();
         assert_eq!(negotiated.families, vec![Family::IPV6_UNICAST]);
+    }
+
+    #[test]
+    fn ipv6_next_hops_for_ipv4_routes_go_only_to_a_peer_that_asked_for_them() {
+        assert!(
+            !negotiate(&config(), &peer_open())
+                .unwrap()
+                .ipv4_over_ipv6_next_hop
+        );
+        let mut open = peer_open();
+        open.capabilities.push(Capability::ExtendedNextHop(vec![
+            crate::wire::ExtendedNextHop {
+                nlri_afi: Afi::IPV4,
+                nlri_safi: 1,
+                next_hop_afi: Afi::IPV6,
+            },
+        ]));
+        assert!(negotiate(&config(), &open).unwrap().ipv4_over_ipv6_next_hop);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 pub(crate) mod fasthash;
 pub mod fsm;
+pub(crate) mod ifaddrs;
 pub(crate) mod rib;
 pub(crate) mod sockopt;
 pub mod speaker;
@@ -23,5 +24,5 @@ pub use rib::table::{Best, Path, PeerId, RouteAttributes, path_flags};
 pub use speaker::config::{
     Filter, MaxPrefix, MaxPrefixAction, PeerConfig, PrefixRange, SpeakerConfig,
 };
-pub use speaker::core::{Counters, PeerStatus, SpeakerEvent};
+pub use speaker::core::{Counters, LinkAddress, PeerStatus, SpeakerEvent};
 pub use speaker::runtime::{Notice, RouteEntry, Speaker, Stopped, Subscription};

@@ -847,3 +847,89 @@ fn an_open_from_as_0_is_bad_peer_as_per_rfc_7607() {
         open_subcode::BAD_PEER_AS,
     );
 }
+
+/// An external session with 4-octet AS numbers.
+fn external() -> Context {
+    Context {
+        external: true,
+        ..four_octet()
+    }
+}
+
+/// AS_CONFED_SEQUENCE (65002) then AS_SEQUENCE (65001).
+const CONFED_AS_PATH: &str = "40 02 0c 03 01 0000fdea 02 01 0000fde9";
+
+#[test]
+fn as_path_with_a_confederation_segment_from_an_external_peer_is_treat_as_withdraw() {
+    // RFC 5065 section 5, RFC 7606 section 7.2: tern forms no confederation, so every external
+    // peer is outside it.
+    let bytes = update_bytes(&format!("{ORIGIN} {CONFED_AS_PATH} {NEXT_HOP}"), NLRI);
+    let update = decode_ok(&bytes, &external());
+    assert_single_error(
+        &update,
+        Outcome::TreatAsWithdraw,
+        update_subcode::MALFORMED_AS_PATH,
+    );
+    assert!(update.treat_as_withdraw());
+    assert_eq!(
+        update.nlri.len(),
+        1,
+        "the routes to withdraw are still known"
+    );
+    // AS_CONFED_SET (type 4) as well.
+    let set = update_bytes(
+        &format!("{ORIGIN} 40 02 0c 04 01 0000fdea 02 01 0000fde9 {NEXT_HOP}"),
+        NLRI,
+    );
+    assert!(decode_ok(&set, &external()).treat_as_withdraw());
+}
+
+#[test]
+fn as_path_with_a_confederation_segment_from_an_internal_peer_is_kept() {
+    let bytes = update_bytes(&format!("{ORIGIN} {CONFED_AS_PATH} {NEXT_HOP}"), NLRI);
+    let update = decode_ok(&bytes, &four_octet());
+    assert!(update.errors.is_empty(), "{:?}", update.errors);
+}
+
+#[test]
+fn a_treat_as_withdraw_error_in_an_update_without_reachable_nlri_resets_the_session() {
+    // RFC 7606 section 5.2: path attributes, no reachable NLRI, an error stronger than discard.
+    let error = decode_err(
+        &update_bytes(&format!("40 01 02 0000 {AS_PATH} {NEXT_HOP}"), ""),
+        &four_octet(),
+        Outcome::SessionReset,
+        code::UPDATE_MESSAGE,
+        update_subcode::ATTRIBUTE_LENGTH_ERROR,
+    );
+    assert_eq!(error.notification.data, hex("40 01 02 0000"));
+    // Withdrawn routes are no reachable NLRI: the same holds beside them.
+    let attributes = hex(&format!("{ORIGIN} {CONFED_AS_PATH} {NEXT_HOP}"));
+    let body = format!(
+        "0004 18 0a0100 {:04x} {}",
+        attributes.len(),
+        attributes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    decode_err(
+        &message(2, &body),
+        &external(),
+        Outcome::SessionReset,
+        code::UPDATE_MESSAGE,
+        update_subcode::MALFORMED_AS_PATH,
+    );
+}
+
+#[test]
+fn an_attribute_discard_error_in_an_update_without_reachable_nlri_keeps_the_session() {
+    let update = decode_ok(
+        &update_bytes(&format!("{ORIGIN} {AS_PATH} {NEXT_HOP} 40 06 01 00"), ""),
+        &four_octet(),
+    );
+    assert_single_error(
+        &update,
+        Outcome::AttributeDiscard,
+        update_subcode::ATTRIBUTE_LENGTH_ERROR,
+    );
+}

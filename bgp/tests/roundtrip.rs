@@ -76,16 +76,17 @@ fn segment(max_asn: u32, types: Vec<SegmentType>) -> impl Strategy<Value = AsSeg
         .prop_map(|(segment_type, asns)| AsSegment { segment_type, asns })
 }
 
-/// AS paths as real speakers build them: optional confederation segments first, then sequences
-/// and sets. Confederation members fit two octets, as AS4_PATH cannot carry them.
-fn as_path() -> impl Strategy<Value = AsPath> {
+/// AS paths as real speakers build them: optional confederation segments first (never from an
+/// external peer, RFC 5065 section 5), then sequences and sets. Confederation members fit two
+/// octets, as AS4_PATH cannot carry them.
+fn as_path(external: bool) -> impl Strategy<Value = AsPath> {
     (
         vec(
             segment(
                 0xffff,
                 vec![SegmentType::ConfedSequence, SegmentType::ConfedSet],
             ),
-            0..2,
+            0..if external { 1 } else { 2 },
         ),
         vec(
             segment(u32::MAX, vec![SegmentType::Sequence, SegmentType::Set]),
@@ -107,7 +108,7 @@ fn attributes(external: bool) -> impl Strategy<Value = PathAttributes> {
                 Just(Origin::Egp),
                 Just(Origin::Incomplete)
             ]),
-            option::of(as_path()),
+            option::of(as_path(external)),
             option::of(unicast_ipv4()),
             option::of(any::<u32>()),
             option::of(any::<u32>()),

@@ -7,7 +7,9 @@ use std::time::Duration;
 use ipnetwork::IpNetwork;
 use tern_bgp::fsm::State;
 use tern_bgp::speaker::config::{MaxPrefix, MaxPrefixAction, PeerConfig, SpeakerConfig};
-use tern_bgp::speaker::core::{ConnId, Core, Input, Output, SpeakerEvent, TimerKey};
+use tern_bgp::speaker::core::{
+    ConnId, Core, Counters, Input, LinkAddress, Output, PeerStatus, SpeakerEvent, TimerKey,
+};
 use tern_bgp::wire::*;
 use tokio::time::Instant;
 
@@ -103,13 +105,42 @@ impl Harness {
         }
     }
 
-    fn state(&self, address: IpAddr) -> State {
+    fn status(&self, address: IpAddr) -> PeerStatus {
         self.core
             .peers()
             .into_iter()
             .find(|p| p.config.address == address)
             .unwrap()
-            .state
+    }
+
+    fn state(&self, address: IpAddr) -> State {
+        self.status(address).state
+    }
+
+    /// An external peer (192.0.2.2, AS 65002, our end 192.0.2.1) that sent us 198.51.100.0/24.
+    fn with_external_route() -> (Harness, Remote) {
+        let mut h = Harness::new();
+        let a = h.establish(ebgp("192.0.2.2", 65002), Ipv4Addr::new(10, 0, 0, 2), vec![]);
+        h.announce(
+            &a,
+            external_route(&[65002], "192.0.2.2"),
+            &["198.51.100.0/24"],
+        );
+        assert_eq!(h.core.table().len(), 1);
+        (h, a)
+    }
+
+    /// Decodes `bytes` with the session's context, as the reader does, and hands the message in.
+    fn receive_bytes(&mut self, remote: &Remote, bytes: &[u8]) -> Vec<Output> {
+        let message = Message::decode(bytes, &remote.context).unwrap();
+        self.input(Input::Received {
+            conn: remote.conn,
+            message,
+        })
+    }
+
+    fn counters(&self, address: IpAddr) -> Counters {
+        self.status(address).counters
     }
 
     fn announce(
@@ -358,14 +389,7 @@ fn a_route_whose_path_holds_our_as_is_ignored() {
 
 #[test]
 fn treat_as_withdraw_removes_a_route_held_before() {
-    let mut h = Harness::new();
-    let a = h.establish(ebgp("192.0.2.2", 65002), Ipv4Addr::new(10, 0, 0, 2), vec![]);
-    h.announce(
-        &a,
-        external_route(&[65002], "192.0.2.2"),
-        &["198.51.100.0/24"],
-    );
-    assert_eq!(h.core.table().len(), 1);
+    let (mut h, a) = Harness::with_external_route();
     // The same prefix again, with a malformed ORIGIN: RFC 7606 says withdraw it.
     let mut bytes = vec![0xff; 16];
     let body = [
@@ -375,12 +399,57 @@ fn treat_as_withdraw_removes_a_route_held_before() {
     bytes.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
     bytes.push(2);
     bytes.extend_from_slice(&body);
-    let message = Message::decode(&bytes, &a.context).unwrap();
-    h.input(Input::Received {
-        conn: a.conn,
-        message,
-    });
+    h.receive_bytes(&a, &bytes);
     assert!(h.core.table().is_empty());
+    assert_eq!(h.counters(a.address).updates_treated_as_withdraw, 1);
+}
+
+#[test]
+fn a_next_hop_that_is_our_own_session_address_is_treated_as_withdraw() {
+    // RFC 4271 section 6.3: the NEXT_HOP must not be the receiving speaker's own address.
+    let (mut h, a) = Harness::with_external_route();
+    // 192.0.2.1 is our end of the connection.
+    h.announce(
+        &a,
+        external_route(&[65002], "192.0.2.1"),
+        &["198.51.100.0/24", "203.0.113.0/24"],
+    );
+    assert!(
+        h.core.table().is_empty(),
+        "held route withdrawn, new one refused"
+    );
+    assert_eq!(h.counters(a.address).updates_treated_as_withdraw, 1);
+    assert_eq!(h.state(a.address), State::Established);
+}
+
+#[test]
+fn a_confederation_path_from_an_external_peer_is_treated_as_withdraw() {
+    // RFC 5065 section 5 and RFC 7606 section 7.2, decoded with the session's own context.
+    let (mut h, a) = Harness::with_external_route();
+    let attributes = PathAttributes {
+        as_path: Some(AsPath {
+            segments: vec![
+                AsSegment {
+                    segment_type: SegmentType::ConfedSequence,
+                    asns: vec![65010],
+                },
+                AsSegment {
+                    segment_type: SegmentType::Sequence,
+                    asns: vec![65002],
+                },
+            ],
+        }),
+        ..external_route(&[], "192.0.2.2")
+    };
+    let update = Update {
+        attributes,
+        nlri: vec![Nlri::new(prefix("198.51.100.0/24"))],
+        ..Update::default()
+    };
+    let bytes = Message::Update(update).to_bytes(&a.context).unwrap();
+    h.receive_bytes(&a, &bytes);
+    assert!(h.core.table().is_empty());
+    assert_eq!(h.counters(a.address).updates_treated_as_withdraw, 1);
 }
 
 #[test]
@@ -1022,4 +1091,105 @@ fn peers_in_one_update_group_receive_the_same_updates() {
     };
     assert_eq!(bytes(a.conn), bytes(b.conn));
     assert_eq!(announced(&h.sent_to(&a)).len(), 2);
+}
+
+/// Routes of `family` announced in `messages`, with their MP_REACH_NLRI next hop.
+fn mp_announced(messages: &[Message], family: Family) -> Vec<(IpNetwork, NextHop)> {
+    updates(messages)
+        .into_iter()
+        .filter_map(|u| u.mp_reach.as_ref())
+        .filter(|r| r.family == family)
+        .flat_map(|r| r.nlri.iter().map(|n| (n.prefix, r.next_hop)))
+        .collect()
+}
+
+/// Peer A (192.0.2.2) announces 2001:db8:77::/48 over IPv4 with a next hop only A's side
+/// reaches; peer B (192.0.2.3) is another external peer over IPv4.
+fn ipv6_route_over_ipv4(link: Option<Vec<LinkAddress>>) -> (Harness, Remote) {
+    let mut h = Harness::new();
+    let a = h.establish(ebgp("192.0.2.2", 65002), Ipv4Addr::new(10, 0, 0, 2), vec![]);
+    let b = h.establish(ebgp("192.0.2.3", 65003), Ipv4Addr::new(10, 0, 0, 3), vec![]);
+    if let Some(addresses) = link {
+        h.input(Input::LinkAddresses {
+            conn: b.conn,
+            addresses,
+        });
+    }
+    h.outputs.clear();
+    let update = Update {
+        attributes: external_route(&[65002], "192.0.2.2"),
+        mp_reach: Some(MpReach {
+            family: Family::IPV6_UNICAST,
+            next_hop: NextHop::V6 {
+                global: "2001:db8:aa::9".parse().unwrap(),
+                link_local: None,
+            },
+            nlri: vec![Nlri::new(prefix("2001:db8:77::/48"))],
+        }),
+        ..Update::default()
+    };
+    h.input(Input::Received {
+        conn: a.conn,
+        message: Message::Update(update),
+    });
+    assert_eq!(h.core.table().len(), 1);
+    (h, b)
+}
+
+fn link_address(text: &str, prefix_len: u8) -> LinkAddress {
+    LinkAddress {
+        address: ip(text),
+        prefix_len,
+    }
+}
+
+#[test]
+fn an_ipv6_route_to_an_external_peer_over_ipv4_carries_our_ipv6_addresses_on_its_link() {
+    // Our end of B's session is 192.0.2.1, on an interface that also has IPv6.
+    let link = vec![
+        link_address("192.0.2.1", 24),
+        link_address("2001:db8:2::1", 64),
+        link_address("fe80::1", 64),
+    ];
+    let (h, b) = ipv6_route_over_ipv4(Some(link));
+    assert_eq!(
+        mp_announced(&h.sent_to(&b), Family::IPV6_UNICAST),
+        vec![(
+            prefix("2001:db8:77::/48"),
+            NextHop::V6 {
+                global: "2001:db8:2::1".parse().unwrap(),
+                link_local: Some("fe80::1".parse().unwrap()),
+            }
+        )],
+        "next hop self of the route's family, link-local beside it (RFC 2545)"
+    );
+}
+
+#[test]
+fn an_ipv6_route_is_not_sent_to_an_external_peer_we_have_no_ipv6_address_for() {
+    let (h, b) = ipv6_route_over_ipv4(Some(vec![link_address("192.0.2.1", 24)]));
+    assert_eq!(mp_announced(&h.sent_to(&b), Family::IPV6_UNICAST), vec![]);
+    let (h, b) = ipv6_route_over_ipv4(None);
+    assert_eq!(mp_announced(&h.sent_to(&b), Family::IPV6_UNICAST), vec![]);
+}
+
+#[test]
+fn a_peer_off_our_link_gets_our_global_ipv6_address_without_the_link_local_one() {
+    // 192.0.2.3 is not in 198.51.100.0/24: B is not on this interface's link.
+    let link = vec![
+        link_address("198.51.100.1", 24),
+        link_address("2001:db8:2::1", 64),
+        link_address("fe80::1", 64),
+    ];
+    let (h, b) = ipv6_route_over_ipv4(Some(link));
+    assert_eq!(
+        mp_announced(&h.sent_to(&b), Family::IPV6_UNICAST),
+        vec![(
+            prefix("2001:db8:77::/48"),
+            NextHop::V6 {
+                global: "2001:db8:2::1".parse().unwrap(),
+                link_local: None,
+            }
+        )]
+    );
 }

@@ -104,14 +104,17 @@ pub struct ExportTarget<'a> {
     pub next_hop_self: bool,
     /// Never replace the next hop, even toward an external peer.
     pub keep_original_next_hop: bool,
-    /// Our IPv4 address on the session, for next-hop-self.
+    /// Our IPv4 address for next-hop-self: the session's own, else the configured one, else
+    /// one of the interface the session runs over.
     pub local_ipv4: Option<Ipv4Addr>,
-    /// Our global IPv6 address for next-hop-self: the session's own, or the configured one
-    /// when the session runs over IPv4 or a link-local address.
+    /// Our global IPv6 address for next-hop-self: the session's own, else the configured one,
+    /// else one of the interface the session runs over.
     pub local_ipv6: Option<Ipv6Addr>,
-    /// Our link-local address when the session runs over one (RFC 2545: sent beside the global
-    /// next hop to a peer on the same link).
+    /// Our link-local address when the peer shares our link: the session's own, or the
+    /// interface's when the session runs over IPv4 (RFC 2545: sent beside the global next hop).
     pub local_link_local: Option<Ipv6Addr>,
+    /// The peer accepts IPv4 routes with IPv6 next hops (RFC 8950).
+    pub ipv4_over_ipv6: bool,
     /// Communities added to everything sent.
     pub add_communities: &'a [Community],
     /// The peer's export filter.
@@ -152,7 +155,65 @@ pub fn may_export(
     {
         return false;
     }
+    // A route needs a next hop the target can use (see [`export_next_hop`]).
+    if export_next_hop(prefix, route, source, target).is_none() {
+        return false;
+    }
     target.filter.is_none_or(|f| f.accepts(prefix))
+}
+
+/// Our own next hop for routes of one family toward the target, if we have one it can use:
+/// an IPv4 address for IPv4 routes (or an IPv6 one where RFC 8950 allows), IPv6 global with
+/// link-local beside it for IPv6 routes (RFC 2545).
+pub fn self_next_hop(ipv4: bool, target: &ExportTarget<'_>) -> Option<NextHop> {
+    let v6 = match (target.local_ipv6, target.local_link_local) {
+        (Some(global), link_local) => Some(NextHop::V6 { global, link_local }),
+        // An unnumbered session: the link-local address stands in for the global one.
+        (None, Some(link_local)) => Some(NextHop::V6 {
+            global: link_local,
+            link_local: Some(link_local),
+        }),
+        (None, None) => None,
+    };
+    if ipv4 {
+        target
+            .local_ipv4
+            .map(NextHop::V4)
+            .or(v6.filter(|_| target.ipv4_over_ipv6))
+    } else {
+        v6
+    }
+}
+
+/// The next hop the target receives for a route, or `None` when there is none it could use:
+/// our own is due (the route is ours, next-hop-self is set, or the target is external without
+/// keep-original-next-hop) and we have no address of the route's family toward the target, or
+/// an IPv4 route would carry an IPv6 next hop to a peer that did not ask for RFC 8950. Such a
+/// route is not sent, rather than sent with a next hop the peer cannot reach.
+pub fn export_next_hop(
+    prefix: IpNetwork,
+    route: &RouteAttributes,
+    source: &ExportSource,
+    target: &ExportTarget<'_>,
+) -> Option<NextHop> {
+    let use_self =
+        source.local || target.next_hop_self || (target.external && !target.keep_original_next_hop);
+    let next_hop = if use_self {
+        self_next_hop(prefix.is_ipv4(), target)?
+    } else {
+        // A link-local next hop means nothing beyond the link it was learned on.
+        match route.next_hop {
+            NextHop::V6 { global, .. } => NextHop::V6 {
+                global,
+                link_local: None,
+            },
+            other => other,
+        }
+    };
+    match (prefix, next_hop) {
+        (IpNetwork::V4(_), NextHop::V6 { .. }) if !target.ipv4_over_ipv6 => None,
+        _ => Some(next_hop),
+    }
 }
 
 /// The attributes and next hop the target receives.
@@ -206,32 +267,9 @@ pub fn export_attributes(
         }
     }
 
-    let v6_self = match (target.local_ipv6, target.local_link_local) {
-        (Some(global), link_local) => Some(NextHop::V6 { global, link_local }),
-        // An unnumbered session: the link-local address stands in for the global one.
-        (None, Some(link_local)) => Some(NextHop::V6 {
-            global: link_local,
-            link_local: Some(link_local),
-        }),
-        (None, None) => None,
-    };
-    let self_next_hop = match prefix {
-        IpNetwork::V4(_) => target.local_ipv4.map(NextHop::V4).or(v6_self),
-        IpNetwork::V6(_) => v6_self,
-    };
-    let use_self =
-        source.local || target.next_hop_self || (target.external && !target.keep_original_next_hop);
-    let next_hop = match (use_self, self_next_hop) {
-        (true, Some(own)) => own,
-        // A link-local next hop means nothing beyond the link it was learned on.
-        (_, _) => match route.next_hop {
-            NextHop::V6 { global, .. } => NextHop::V6 {
-                global,
-                link_local: None,
-            },
-            other => other,
-        },
-    };
+    // `may_export` has refused routes without a usable next hop; should one come here anyway,
+    // it keeps its own.
+    let next_hop = export_next_hop(prefix, route, source, target).unwrap_or(route.next_hop);
     RouteAttributes {
         attributes,
         next_hop,
@@ -283,6 +321,7 @@ mod tests {
             local_ipv4: Some(Ipv4Addr::new(192, 0, 2, 1)),
             local_ipv6: None,
             local_link_local: None,
+            ipv4_over_ipv6: false,
             add_communities: &[],
             filter: None,
         }
@@ -590,5 +629,45 @@ mod tests {
                 link_local: Some(ll)
             }
         );
+    }
+
+    #[test]
+    fn an_ipv4_route_gets_an_ipv6_next_hop_only_where_the_peer_asked_for_rfc_8950() {
+        let over_ipv6 = ExportTarget {
+            local_ipv4: None,
+            local_ipv6: Some("2001:db8::1".parse().unwrap()),
+            ..target(true)
+        };
+        let from = learned(true);
+        assert!(!may_export(prefix(), &route(&[65002]), &from, &over_ipv6));
+        let extended = ExportTarget {
+            ipv4_over_ipv6: true,
+            ..over_ipv6
+        };
+        assert!(may_export(prefix(), &route(&[65002]), &from, &extended));
+        assert_eq!(
+            export_next_hop(prefix(), &route(&[65002]), &from, &extended),
+            Some(NextHop::V6 {
+                global: "2001:db8::1".parse().unwrap(),
+                link_local: None
+            })
+        );
+    }
+
+    #[test]
+    fn a_route_needing_our_next_hop_is_not_exported_without_an_address_of_its_family() {
+        let v6_prefix: IpNetwork = "2001:db8:1::/48".parse().unwrap();
+        let mut v6 = route(&[65002]);
+        v6.next_hop = NextHop::V6 {
+            global: "2001:db8::9".parse().unwrap(),
+            link_local: None,
+        };
+        assert!(!may_export(v6_prefix, &v6, &learned(true), &target(true)));
+        // Toward an internal peer the original next hop goes, so the route may.
+        let client = ExportTarget {
+            route_reflector_client: true,
+            ..target(false)
+        };
+        assert!(may_export(v6_prefix, &v6, &learned(false), &client));
     }
 }

@@ -300,6 +300,20 @@ pub(crate) fn decode(
                 _ => Err(bad_length()),
             },
             at::AS_PATH => match AsPath::decode(value, context.four_octet_as) {
+                // RFC 5065 section 5 with RFC 7606 section 7.2: confederation segments from a peer
+                // outside our confederation make the AS_PATH malformed. tern forms no
+                // confederation, so every external peer is outside it.
+                Ok(path)
+                    if context.external
+                        && path.segments.iter().any(|s| s.segment_type.is_confed()) =>
+                {
+                    Err(fail(
+                        Reason::MalformedAsPath(
+                            "confederation segment from a peer outside the confederation",
+                        ),
+                        update_subcode::MALFORMED_AS_PATH,
+                    ))
+                }
                 Ok(path) => {
                     attrs.as_path = Some(path);
                     Ok(())

@@ -371,6 +371,21 @@ impl Update {
                 ));
             }
         }
+
+        // RFC 7606 section 5.2: when an UPDATE carries path attributes but encodes no reachable
+        // NLRI, the receiver cannot be sure its routes were parsed, and treat-as-withdraw would
+        // withdraw nothing: an error calling for more than attribute discard resets the session.
+        if !update.announces()
+            && let Some(error) = update
+                .errors
+                .iter()
+                .find(|e| e.outcome != Outcome::AttributeDiscard)
+        {
+            return Err(Error {
+                outcome: Outcome::SessionReset,
+                ..error.clone()
+            });
+        }
         Ok(update)
     }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use ipnetwork::IpNetwork;
 use tracing::warn;
 
-use super::{Core, Outbox, Output, Peer, SpeakerEvent, append, family_of_prefix};
+use super::{Core, LinkAddress, Outbox, Output, Peer, SpeakerEvent, append, family_of_prefix};
 use crate::rib::table::{Attributes, Best, Change, Path, PeerId, RouteAttributes, path_flags};
 use crate::speaker::config::{Filter, PeerConfig};
 use crate::speaker::policy::{self, ExportSource, ExportTarget};
@@ -29,6 +29,7 @@ struct GroupKey {
     route_reflector_client: bool,
     next_hop_self: bool,
     keep_original_next_hop: bool,
+    ipv4_over_ipv6: bool,
     local: (
         Option<std::net::Ipv4Addr>,
         Option<std::net::Ipv6Addr>,
@@ -170,17 +171,37 @@ impl Core {
 
     fn target_of<'a>(&self, peer: &'a Peer, config: &'a PeerConfig) -> ExportTarget<'a> {
         let (mut local_ipv4, mut local_ipv6, mut local_link_local) = (None, None, None);
-        match peer.local.map(|l| l.ip()) {
+        let session = peer.local.map(|l| l.ip().to_canonical());
+        match session {
             Some(IpAddr::V4(a)) => local_ipv4 = Some(a),
             Some(IpAddr::V6(a)) if a.is_unicast_link_local() => local_link_local = Some(a),
-            Some(IpAddr::V6(a)) => match a.to_ipv4_mapped() {
-                Some(v4) => local_ipv4 = Some(v4),
-                None => local_ipv6 = Some(a),
-            },
+            Some(IpAddr::V6(a)) => local_ipv6 = Some(a),
             None => {}
         }
-        local_ipv4 = local_ipv4.or(config.next_hop_ipv4);
-        local_ipv6 = local_ipv6.or(config.next_hop_ipv6);
+        // The other family's addresses come from the configuration, else from the interface the
+        // session runs over; its link-local address goes beside them when the peer is on that
+        // link (RFC 2545 section 2).
+        let link = &peer.primary.link;
+        let on_link = link.iter().any(|a| a.contains(config.address));
+        let usable = |a: &&LinkAddress| {
+            let ip = a.address;
+            !(ip.is_loopback() || ip.is_unspecified() || ip.is_multicast())
+        };
+        let link_ipv4 = link.iter().filter(usable).find_map(|a| match a.address {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        });
+        let link_ipv6 = |want_link_local: bool| {
+            link.iter().filter(usable).find_map(|a| match a.address {
+                IpAddr::V6(v6) if v6.is_unicast_link_local() == want_link_local => Some(v6),
+                _ => None,
+            })
+        };
+        local_ipv4 = local_ipv4.or(config.next_hop_ipv4).or(link_ipv4);
+        local_ipv6 = local_ipv6.or(config.next_hop_ipv6).or(link_ipv6(false));
+        if matches!(session, Some(IpAddr::V4(_))) && on_link {
+            local_link_local = local_link_local.or(link_ipv6(true));
+        }
         ExportTarget {
             asn: config.asn,
             external: config.is_external(self.config.asn),
@@ -190,8 +211,34 @@ impl Core {
             local_ipv4,
             local_ipv6,
             local_link_local,
+            ipv4_over_ipv6: peer
+                .negotiated
+                .as_ref()
+                .is_some_and(|n| n.ipv4_over_ipv6_next_hop),
             add_communities: &config.add_communities,
             filter: config.export.as_ref(),
+        }
+    }
+
+    /// Says once per family, when a session comes up, that routes of the family needing our
+    /// next hop will not be sent because we have no address of the family the peer can use.
+    pub(super) fn warn_missing_next_hops(&self, address: IpAddr) {
+        let Some(peer) = self.peers.get(&address) else {
+            return;
+        };
+        let Some(negotiated) = &peer.negotiated else {
+            return;
+        };
+        let target = self.target_of(peer, &peer.config);
+        for family in &negotiated.families {
+            let ipv4 = *family == Family::IPV4_UNICAST;
+            if policy::self_next_hop(ipv4, &target).is_none() {
+                warn!(
+                    peer = %address,
+                    afi_safi = %family,
+                    "no address of this family of ours the peer can use as next hop; routes that need one are not sent"
+                );
+            }
         }
     }
 
@@ -383,6 +430,7 @@ impl Core {
             route_reflector_client: target.route_reflector_client,
             next_hop_self: target.next_hop_self,
             keep_original_next_hop: target.keep_original_next_hop,
+            ipv4_over_ipv6: target.ipv4_over_ipv6,
             local: (
                 target.local_ipv4,
                 target.local_ipv6,

@@ -1,12 +1,13 @@
 //! Routes into the Loc-RIB: UPDATEs from peers (RFC 4271 section 9.1, with RFC 4760 for IPv6 and
-//! RFC 7606 treat-as-withdraw), import policy, our own originated prefixes, the max-prefix limit
+//! RFC 7606 treat-as-withdraw, and RFC 4271 section 6.3: a next hop that is our own address on the
+//! session withdraws too), import policy, our own originated prefixes, the max-prefix limit
 //! (Cease subcode 1, RFC 4486 section 4), and route refresh requests from peers (RFC 2918, with
 //! the Begin and End markers of enhanced route refresh, RFC 7313).
 
 use std::net::IpAddr;
 
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use ipnetwork::IpNetwork;
 
@@ -70,7 +71,33 @@ impl Core {
             return;
         }
         let id = peer.id;
-        let withdraw_all = update.treat_as_withdraw();
+        let own_next_hop = peer.local.map(|l| l.ip()).and_then(|local| {
+            let local = local.to_canonical();
+            let classic = update
+                .attributes
+                .next_hop
+                .filter(|_| !update.nlri.is_empty());
+            let mp = update.mp_reach.as_ref().filter(|m| !m.nlri.is_empty());
+            let ours = classic.is_some_and(|a| IpAddr::V4(a) == local)
+                || mp.is_some_and(|m| next_hop_is(m.next_hop, local));
+            ours.then_some(local)
+        });
+        let withdraw_all = update.treat_as_withdraw() || own_next_hop.is_some();
+        if withdraw_all {
+            peer.counters.updates_treated_as_withdraw += 1;
+            match own_next_hop {
+                Some(local) => debug!(
+                    peer = %address,
+                    next_hop = %local,
+                    "UPDATE names our own address as next hop (RFC 4271 section 6.3); treated as withdraw"
+                ),
+                None => debug!(
+                    peer = %address,
+                    error = ?update.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "malformed UPDATE; treated as withdraw (RFC 7606)"
+                ),
+            }
+        }
         let rules_peer = peer.config.clone();
         let external = rules_peer.is_external(self.config.asn);
 
@@ -249,5 +276,14 @@ impl Core {
             }
         }
         self.reexport_family(address, Some(refresh.family));
+    }
+}
+
+/// Whether an MP_REACH_NLRI next hop is `address` (either of an IPv6 pair).
+fn next_hop_is(next_hop: NextHop, address: IpAddr) -> bool {
+    match (next_hop, address) {
+        (NextHop::V4(hop), IpAddr::V4(a)) => hop == a,
+        (NextHop::V6 { global, link_local }, IpAddr::V6(a)) => global == a || link_local == Some(a),
+        _ => false,
     }
 }

@@ -94,6 +94,16 @@ pub enum Input {
         /// Our end.
         local: SocketAddr,
     },
+    /// Our addresses on the interface that holds a connection's local address, both families
+    /// and link-local ones included (the runtime reads them right after the connection is up).
+    /// Toward a peer of the other family they are our next hops (RFC 2545, RFC 8950). At most
+    /// [`MAX_LINK_ADDRESSES`] are kept.
+    LinkAddresses {
+        /// The connection.
+        conn: ConnId,
+        /// The interface's addresses.
+        addresses: Vec<LinkAddress>,
+    },
     /// Our outbound connection could not be made.
     ConnectFailed {
         /// The connection from [`Output::Connect`].
@@ -127,6 +137,25 @@ pub enum Input {
         graceful: bool,
     },
 }
+
+/// One address of a local interface, with its prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkAddress {
+    /// The address.
+    pub address: IpAddr,
+    /// The length of the subnet it is configured with.
+    pub prefix_len: u8,
+}
+
+impl LinkAddress {
+    /// Whether `other` lies in this address's subnet.
+    pub fn contains(&self, other: IpAddr) -> bool {
+        IpNetwork::new(self.address, self.prefix_len).is_ok_and(|n| n.contains(other))
+    }
+}
+
+/// The most interface addresses kept per session; the rest are ignored.
+pub const MAX_LINK_ADDRESSES: usize = 32;
 
 /// What the core asks of the runtime.
 #[derive(Debug, Clone)]
@@ -220,6 +249,10 @@ pub struct Counters {
     /// Messages for the peer that could not be encoded and were not sent (for UPDATEs, the
     /// routes were withdrawn from the peer instead), this session.
     pub messages_not_encoded: u64,
+    /// UPDATEs whose announced routes were all handled as withdrawn, this session: a malformed
+    /// attribute (RFC 7606) or a next hop that is our own address on the session (RFC 4271
+    /// section 6.3).
+    pub updates_treated_as_withdraw: u64,
 }
 
 /// A snapshot of one peer, for status queries.
@@ -247,6 +280,8 @@ struct Session {
     fsm: Fsm,
     conn: Option<ConnId>,
     inbound: bool,
+    /// Our addresses on the interface of the connection's local address.
+    link: Vec<LinkAddress>,
 }
 
 /// Routes waiting to be sent to a peer.
@@ -408,6 +443,7 @@ impl Core {
             Input::Withdraw(prefix) => self.withdraw_local(prefix),
             Input::Accepted { conn, peer, local } => self.accepted(conn, peer, local, now),
             Input::Connected { conn, local } => self.connected(conn, local, now),
+            Input::LinkAddresses { conn, addresses } => self.link_addresses(conn, addresses),
             Input::ConnectFailed { conn } | Input::Closed { conn } => self.closed(conn, now),
             Input::Received { conn, message } => self.received(conn, message, now),
             Input::DecodeError { conn, error } => self.decode_error(conn, error, now),

@@ -11,8 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 use tokio::time::Instant;
 
 use super::{
-    ConnId, Core, Counters, Outbox, Output, Peer, Session, SessionId, SpeakerEvent, TimerKey,
-    append,
+    ConnId, Core, Counters, LinkAddress, MAX_LINK_ADDRESSES, Outbox, Output, Peer, Session,
+    SessionId, SpeakerEvent, TimerKey, append,
 };
 use crate::fsm::{self, Action, DownReason, Event, Fsm, Negotiated, State, Timer};
 use crate::rib::table::{PeerId, PeerInfo};
@@ -77,6 +77,7 @@ impl Core {
             fsm: Fsm::new(config),
             conn: None,
             inbound,
+            link: Vec::new(),
         }
     }
 
@@ -221,6 +222,22 @@ impl Core {
             peer.local = Some(local);
         }
         self.fsm_event(address, session, Event::TcpConnected, now);
+    }
+
+    /// The addresses of the interface a connection runs over.
+    pub(super) fn link_addresses(&mut self, conn: ConnId, mut addresses: Vec<LinkAddress>) {
+        let Some((address, session)) = self.conns.get(&conn).copied() else {
+            return;
+        };
+        addresses.truncate(MAX_LINK_ADDRESSES);
+        if let Some(s) = self
+            .peers
+            .get_mut(&address)
+            .and_then(|p| p.session_mut(session))
+            && s.conn == Some(conn)
+        {
+            s.link = addresses;
+        }
     }
 
     /// A connection closed, failed, or could not be made.
@@ -560,6 +577,7 @@ impl Core {
         if stale {
             self.restarted(address, id, preserved);
         }
+        self.warn_missing_next_hops(address);
         // Our routes go out at once, then End-of-RIB: we never wait for anyone's End-of-RIB.
         self.reexport(address, None);
         if let Some(peer) = self.peers.get_mut(&address) {

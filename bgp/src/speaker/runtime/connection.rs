@@ -214,6 +214,13 @@ pub(super) fn spawn_connection(
     internal: mpsc::Sender<Internal>,
     first: Input,
 ) {
+    // Our addresses on the connection's interface, for next hops of the other family.
+    let link = stream.local_addr().ok().map(|local| {
+        crate::ifaddrs::link_addresses(local.ip()).unwrap_or_else(|error| {
+            warn!(%error, "cannot read the interface addresses");
+            Vec::new()
+        })
+    });
     let (read, write) = stream.into_split();
     let (writer_tx, writer_rx) = mpsc::unbounded_channel();
     let (context_tx, context_rx) = watch::channel(None);
@@ -234,6 +241,17 @@ pub(super) fn spawn_connection(
             .send(Internal::Input(Box::new(first)))
             .await
             .is_err()
+        {
+            return;
+        }
+        if let Some(addresses) = link
+            && internal
+                .send(Internal::Input(Box::new(Input::LinkAddresses {
+                    conn,
+                    addresses,
+                })))
+                .await
+                .is_err()
         {
             return;
         }
