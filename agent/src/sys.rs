@@ -1,4 +1,4 @@
-//! The agent's one system call that neither std nor a crate wraps safely.
+//! The agent's system calls that neither std nor a crate wraps safely.
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
@@ -22,5 +22,28 @@ pub fn raise_thread_priority() {
     unsafe {
         let tid = libc::gettid();
         let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, -10);
+    }
+}
+
+/// Sets a socket's receive buffer to `bytes` (the kernel doubles it) past `rmem_max`
+/// (SO_RCVBUFFORCE, which needs CAP_NET_ADMIN). The route programmer's batch socket needs room
+/// for an answer to every request of a chunk.
+pub fn force_receive_buffer(fd: std::os::fd::RawFd, bytes: usize) -> std::io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `value` lives across the call and its size is passed with it; setsockopt only
+    // reads it, and a bad descriptor is reported through the return value.
+    let result = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
