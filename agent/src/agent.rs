@@ -340,8 +340,11 @@ impl Agent {
                 kind: RouteKind::Blackhole,
             })
             .collect();
+        // A prefix another protocol holds is logged once by the programmer.
         for error in self.programmer.replace(&blackholes).await {
-            warn!(%error, "cannot install a block's blackhole");
+            if !error.is_refusal() {
+                warn!(%error, "cannot install a block's blackhole");
+            }
         }
         for block in self.blocks() {
             self.learned.stale.remove(&block);
@@ -419,8 +422,11 @@ impl Agent {
                 "kernel routes differed; repaired"
             );
         }
+        // A prefix another protocol holds is logged once by the programmer.
         for error in self.programmer.replace(&fix).await {
-            warn!(%error, "repair failed");
+            if !error.is_refusal() {
+                warn!(%error, "repair failed");
+            }
         }
         for error in self.programmer.delete(&extra).await {
             warn!(%error, "repair failed");

@@ -30,3 +30,26 @@ pub fn effective_uid() -> u32 {
     // SAFETY: geteuid takes no arguments, touches no memory and cannot fail.
     unsafe { libc::geteuid() }
 }
+
+/// Sets a socket's receive buffer to `bytes` (the kernel doubles it) past `rmem_max`
+/// (SO_RCVBUFFORCE, which needs CAP_NET_ADMIN). The route programmer's batch socket needs room
+/// for an answer to every request of a chunk.
+pub fn force_receive_buffer(fd: std::os::fd::RawFd, bytes: usize) -> std::io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `value` lives across the call and its size is passed with it; setsockopt only
+    // reads it, and a bad descriptor is reported through the return value.
+    let result = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ipnetwork::IpNetwork;
-use tern_agent::routes::{KernelRoute, NextHop, Programmer, RouteKind, RouteTag};
+use tern_agent::routes::{KernelRoute, NextHop, Programmer, RouteFailure, RouteKind, RouteTag};
 use tern_e2e::{DaemonOptions, Lab, inside, require_root};
 
 /// A lab of one node with a link `dummy0` at 192.0.2.1/24 (no dummy module here: a veth pair
@@ -229,4 +229,282 @@ fn a_refused_install_is_retried_until_the_kernel_takes_it() {
     ]
     .into();
     assert_eq!(last, expected_last, "the retry installed the refused route");
+}
+
+/// Runs `f` with a route programmer inside the namespace, on a current-thread runtime.
+fn with_programmer<T: Send + 'static, F>(
+    ns: &Namespace,
+    f: impl FnOnce(Programmer) -> F + Send + 'static,
+) -> T
+where
+    F: Future<Output = T>,
+{
+    inside(&ns.name, move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move { f(Programmer::open(TAG).unwrap()).await })
+    })
+}
+
+/// The routes `ip -j route show` lists for `prefix` in the main table, as (protocol, dev,
+/// gateway) triples.
+fn shown(ns: &Namespace, prefix: &str) -> Vec<(String, String, String)> {
+    let text = ns.ip(&format!("-j route show table main {prefix}"));
+    let routes: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    routes
+        .iter()
+        .map(|r| {
+            let field = |name: &str| r[name].as_str().unwrap_or_default().to_string();
+            // `ip` leaves out the default protocol, boot.
+            let protocol = r["protocol"].as_str().unwrap_or("boot").to_string();
+            (protocol, field("dev"), field("gateway"))
+        })
+        .collect()
+}
+
+#[test]
+fn an_install_never_replaces_a_route_of_another_protocol() {
+    if !require_root() {
+        return;
+    }
+    let ns = Namespace::with_link("test-foreign");
+    let name = ns.name.clone();
+    // A CNI's pod route on a veth of its own, an operator's static route, and one with a
+    // higher metric than ours (the kernel would let ours win the lookup beside it).
+    ns.ip("link add calipod0 type veth peer name calipod1");
+    ns.ip("link set calipod0 up");
+    ns.ip("link set calipod1 up");
+    ns.ip("route add 10.67.0.5/32 dev calipod0 scope link proto boot");
+    ns.ip("route add 10.67.1.0/26 via 192.0.2.9 proto static");
+    ns.ip("route add 10.67.4.0/26 via 192.0.2.9 proto static metric 500");
+    let route = |prefix: &str, kind: RouteKind| KernelRoute {
+        prefix: net(prefix),
+        kind,
+    };
+    let first = vec![
+        route("10.67.0.5/32", via(&["192.0.2.2"])),
+        route("10.67.1.0/26", via(&["192.0.2.2"])),
+        route("10.67.2.0/26", via(&["192.0.2.2"])),
+        route("10.67.3.0/26", RouteKind::Blackhole),
+        route("10.67.4.0/26", via(&["192.0.2.2"])),
+    ];
+    let (refused, later, count, ours) = with_programmer(&ns, move |programmer| async move {
+        let refusals = |errors: Vec<tern_agent::routes::RouteError>| {
+            let mut refused: Vec<(IpNetwork, Option<u8>)> = errors
+                .iter()
+                .map(|e| match e.reason {
+                    RouteFailure::HeldByOtherProtocol { protocol } => (e.prefix, Some(protocol)),
+                    _ => (e.prefix, None),
+                })
+                .collect();
+            refused.sort();
+            refused
+        };
+        let refused = refusals(programmer.replace(&first).await);
+        // Routes that appear after the programmer's first look at the table, at our metric:
+        // an operator's static route and a route of our protocol (an earlier ternd's).
+        tern_e2e::netns::ip_in(
+            &name,
+            &[
+                "route",
+                "add",
+                "10.67.5.0/26",
+                "via",
+                "192.0.2.9",
+                "proto",
+                "static",
+            ],
+        )
+        .unwrap();
+        tern_e2e::netns::ip_in(
+            &name,
+            &[
+                "route",
+                "add",
+                "10.67.6.0/26",
+                "via",
+                "192.0.2.9",
+                "proto",
+                "bird",
+            ],
+        )
+        .unwrap();
+        let second = vec![
+            route("10.67.0.5/32", via(&["192.0.2.3"])),
+            route("10.67.2.0/26", via(&["192.0.2.3"])),
+            route("10.67.5.0/26", via(&["192.0.2.3"])),
+            route("10.67.6.0/26", via(&["192.0.2.3"])),
+        ];
+        let later = refusals(programmer.replace(&second).await);
+        // A static route with a higher metric than ours appears beside ours: the next dump
+        // (the agent's repair) gives the prefix up.
+        tern_e2e::netns::ip_in(
+            &name,
+            &[
+                "route",
+                "add",
+                "10.67.2.0/26",
+                "via",
+                "192.0.2.9",
+                "proto",
+                "static",
+                "metric",
+                "50",
+            ],
+        )
+        .unwrap();
+        let ours = programmer.dump().await.unwrap();
+        (refused, later, programmer.refused(), ours)
+    });
+    assert_eq!(
+        refused,
+        vec![
+            (net("10.67.0.5/32"), Some(3)),
+            (net("10.67.1.0/26"), Some(4)),
+            (net("10.67.4.0/26"), Some(4)),
+        ],
+        "refused, as held by boot and static"
+    );
+    assert_eq!(
+        later,
+        vec![
+            (net("10.67.0.5/32"), Some(3)),
+            (net("10.67.5.0/26"), Some(4))
+        ]
+    );
+    assert_eq!(count, 6);
+    assert_eq!(
+        shown(&ns, "10.67.0.5/32"),
+        vec![("boot".into(), "calipod0".into(), String::new())]
+    );
+    for prefix in ["10.67.1.0/26", "10.67.5.0/26"] {
+        assert_eq!(
+            shown(&ns, prefix),
+            vec![("static".into(), "dummy0".into(), "192.0.2.9".into())],
+            "{prefix}"
+        );
+    }
+    assert_eq!(
+        shown(&ns, "10.67.4.0/26"),
+        vec![("static".into(), "dummy0".into(), "192.0.2.9".into())],
+        "nothing of ours beside the route with the higher metric"
+    );
+    assert_eq!(
+        shown(&ns, "10.67.2.0/26"),
+        vec![("static".into(), "dummy0".into(), "192.0.2.9".into())],
+        "ours, found beside a later static route, is gone"
+    );
+    let expected: BTreeMap<IpNetwork, RouteKind> = [
+        (net("10.67.3.0/26"), RouteKind::Blackhole),
+        (net("10.67.6.0/26"), via(&["192.0.2.3"])),
+    ]
+    .into();
+    assert_eq!(
+        without_interfaces(ours),
+        expected,
+        "the other prefixes installed, ours replaced"
+    );
+}
+
+#[test]
+fn a_delete_never_removes_a_route_of_another_protocol() {
+    if !require_root() {
+        return;
+    }
+    let ns = Namespace::with_link("test-foreign-delete");
+    ns.ip("route add 10.68.0.5/32 dev dummy0 scope link proto boot");
+    ns.ip("route add 10.68.1.0/26 via 192.0.2.9 proto static");
+    ns.ip("route add 10.68.2.0/26 via 192.0.2.9 proto kernel metric 100");
+    let errors = with_programmer(&ns, move |programmer| async move {
+        programmer
+            .delete(&[
+                net("10.68.0.5/32"),
+                net("10.68.1.0/26"),
+                net("10.68.2.0/26"),
+            ])
+            .await
+            .len()
+    });
+    assert_eq!(errors, 0, "a route that is not ours counts as already gone");
+    assert_eq!(shown(&ns, "10.68.0.5/32").len(), 1);
+    assert_eq!(shown(&ns, "10.68.1.0/26").len(), 1);
+    assert_eq!(shown(&ns, "10.68.2.0/26").len(), 1);
+}
+
+/// `count` /24s from 10.128.0.0, every `bad`th via a gateway on no connected subnet (the kernel
+/// answers ENETUNREACH), the others via 192.0.2.2.
+fn large_batch(count: u32, bad: u32) -> (Vec<KernelRoute>, Vec<IpNetwork>) {
+    let mut routes = Vec::new();
+    let mut failing = Vec::new();
+    for i in 0..count {
+        let prefix = IpNetwork::new(IpAddr::V4((0x0a80_0000 + (i << 8)).into()), 24).unwrap();
+        let gateway = if i % bad == bad / 2 {
+            failing.push(prefix);
+            "198.18.0.2"
+        } else {
+            "192.0.2.2"
+        };
+        routes.push(KernelRoute {
+            prefix,
+            kind: via(&[gateway]),
+        });
+    }
+    (routes, failing)
+}
+
+#[test]
+fn failures_in_a_large_batch_are_those_routes_exactly_and_the_next_batch_is_not_confused() {
+    if !require_root() {
+        return;
+    }
+    let ns = Namespace::with_link("test-large-batch");
+    // 100,000 routes, one in 20 refused: 5,000 error replies, far more than a default receive
+    // buffer holds.
+    let (routes, failing) = large_batch(100_000, 20);
+    let good = routes.len() - failing.len();
+    let (failed, installed, second, third) = with_programmer(&ns, move |programmer| async move {
+        let mut failed: Vec<IpNetwork> = programmer
+            .replace(&routes)
+            .await
+            .iter()
+            .map(|e| e.prefix)
+            .collect();
+        failed.sort();
+        let installed = programmer.dump().await.unwrap().len();
+        // A second batch of good routes, then a third with one bad route in the middle: late
+        // replies of the first must not be taken for theirs.
+        let second_batch: Vec<KernelRoute> = (0..10u32)
+            .map(|i| KernelRoute {
+                prefix: IpNetwork::new(IpAddr::V4((0x0b00_0000 + (i << 8)).into()), 24).unwrap(),
+                kind: via(&["192.0.2.3"]),
+            })
+            .collect();
+        let second = programmer.replace(&second_batch).await.len();
+        let mut third_batch = second_batch.clone();
+        for route in &mut third_batch {
+            route.kind = via(&["192.0.2.4"]);
+        }
+        third_batch[4].kind = via(&["198.18.0.9"]);
+        let third: Vec<IpNetwork> = programmer
+            .replace(&third_batch)
+            .await
+            .iter()
+            .map(|e| e.prefix)
+            .collect();
+        (failed, installed, second, third)
+    });
+    assert_eq!(
+        failed.len(),
+        failing.len(),
+        "every refused route is reported"
+    );
+    assert_eq!(failed, failing, "and exactly those");
+    assert_eq!(installed, good, "the others are installed");
+    assert_eq!(
+        second, 0,
+        "a batch of good routes after a failed one has no failures"
+    );
+    assert_eq!(third, vec![net("11.0.4.0/24")]);
 }
