@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::{AgentError, BlockError, PeerError};
-pub use crate::handle::{AgentHandle, AgentStatus, BlockSource, Command};
+pub use crate::handle::{AgentHandle, AgentStatus, BlockSource, Command, Refusals};
 use crate::reconcile::{
     Admission, DesiredPeer, Learned, Repair, communities, desired_peers, encapsulation_changed,
     exported, keep_restart_only_settings, peer_changes, repair, speaker_config,
@@ -226,6 +226,7 @@ impl Agent {
                     peer_kinds: self.peers.iter().map(|(a, p)| (*a, p.kind)).collect(),
                     data_path: path,
                     data_path_detail: detail,
+                    refusals: self.refusals(),
                 });
             }
             Command::Installed(prefixes, reply) => {
@@ -276,6 +277,18 @@ impl Agent {
                 };
                 let _ = reply.send(result);
             }
+        }
+    }
+
+    /// What the node refused to protect itself, from the kernel writer and the tunnels.
+    fn refusals(&self) -> Refusals {
+        let tunnel = self.tunnels.userspace_counters().unwrap_or_default();
+        Refusals {
+            kernel_routes_held_by_others: self.programmer.refused(),
+            ipip_unknown_source: tunnel.unknown_source,
+            ipip_foreign_source: tunnel.foreign_source,
+            ipip_not_local: tunnel.not_local,
+            ..Refusals::default()
         }
     }
 

@@ -42,6 +42,25 @@ pub struct AgentStatus {
     pub data_path: DataPath,
     /// The data path in words, with why it was chosen.
     pub data_path_detail: String,
+    /// What was refused to protect the node.
+    pub refusals: Refusals,
+}
+
+/// What the node refused to protect itself, counted since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refusals {
+    /// Learned routes not installed because another protocol holds the prefix.
+    pub kernel_routes_held_by_others: u64,
+    /// TCP connections to the BGP port from addresses that are no peer, closed at once.
+    pub connections_from_non_peers: u64,
+    /// Connections closed because too many were not yet Established.
+    pub connections_over_the_cap: u64,
+    /// Decapsulated IP-in-IP packets dropped: from no known node.
+    pub ipip_unknown_source: u64,
+    /// From a known node with an inner source outside its blocks.
+    pub ipip_foreign_source: u64,
+    /// With an inner destination that is not this node's.
+    pub ipip_not_local: u64,
 }
 
 /// Requests the control API sends the agent's loop.

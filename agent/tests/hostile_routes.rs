@@ -183,6 +183,12 @@ blocks: [10.244.2.0/26]
         before_cni,
         "the CNI's pod routes are untouched"
     );
+    let status: serde_json::Value =
+        serde_json::from_str(&ternctl(&lab, "n1", &["status", "-o", "json"])).unwrap();
+    assert_eq!(
+        status["refusals"]["kernel_routes_held_by_others"], 1,
+        "the pod /32 the CNI holds is counted: {status}"
+    );
     let n2 = route_lines(&lab, "n2", "bird").unwrap();
     assert!(
         !n2.contains("10.0.0.0/8") && !n2.contains("10.244.9.0/26"),

@@ -600,6 +600,14 @@ pub fn status(status: AgentStatus, peers: &[PeerStatus], blocks: usize) -> pb::G
             .filter(|p| p.state == State::Established)
             .count() as u32,
         blocks: blocks as u32,
+        refusals: Some(pb::Refusals {
+            kernel_routes_held_by_others: status.refusals.kernel_routes_held_by_others,
+            connections_from_non_peers: status.refusals.connections_from_non_peers,
+            connections_over_the_cap: status.refusals.connections_over_the_cap,
+            ipip_unknown_source: status.refusals.ipip_unknown_source,
+            ipip_foreign_source: status.refusals.ipip_foreign_source,
+            ipip_not_local: status.refusals.ipip_not_local,
+        }),
     }
 }
 

@@ -26,6 +26,18 @@ struct StatusView {
     peers_established: u32,
     blocks: u32,
     kernel_routes: u64,
+    refusals: RefusalsView,
+}
+
+/// What ternd refused to protect the node.
+#[derive(Debug, Default, Serialize)]
+struct RefusalsView {
+    kernel_routes_held_by_others: u64,
+    connections_from_non_peers: u64,
+    connections_over_the_cap: u64,
+    ipip_unknown_source: u64,
+    ipip_foreign_source: u64,
+    ipip_not_local: u64,
 }
 
 /// `ternctl status`: one screen about ternd itself.
@@ -60,6 +72,17 @@ pub(super) async fn show(channel: Channel, output: Output) -> Result<(), Error> 
         peers_established: s.peers_established,
         blocks: s.blocks,
         kernel_routes: s.kernel_routes,
+        refusals: s
+            .refusals
+            .map(|r| RefusalsView {
+                kernel_routes_held_by_others: r.kernel_routes_held_by_others,
+                connections_from_non_peers: r.connections_from_non_peers,
+                connections_over_the_cap: r.connections_over_the_cap,
+                ipip_unknown_source: r.ipip_unknown_source,
+                ipip_foreign_source: r.ipip_foreign_source,
+                ipip_not_local: r.ipip_not_local,
+            })
+            .unwrap_or_default(),
     };
     print(output, &view, || {
         format!(
@@ -69,7 +92,10 @@ pub(super) async fn show(channel: Channel, output: Output) -> Result<(), Error> 
              data path:   {} ({})\n\
              peers:       {} established of {}\n\
              blocks:      {}\n\
-             kernel:      {} learned routes\n",
+             kernel:      {} learned routes\n\
+             refused:     {} routes held by another protocol, {} connections from non-peers, \
+             {} over the pending cap, {} IP-in-IP packets (unknown node {}, forged source {}, \
+             not local {})\n",
             view.version,
             view.node,
             view.asn,
@@ -87,6 +113,15 @@ pub(super) async fn show(channel: Channel, output: Output) -> Result<(), Error> 
             view.peers,
             view.blocks,
             view.kernel_routes,
+            view.refusals.kernel_routes_held_by_others,
+            view.refusals.connections_from_non_peers,
+            view.refusals.connections_over_the_cap,
+            view.refusals.ipip_unknown_source
+                + view.refusals.ipip_foreign_source
+                + view.refusals.ipip_not_local,
+            view.refusals.ipip_unknown_source,
+            view.refusals.ipip_foreign_source,
+            view.refusals.ipip_not_local,
         )
     });
     Ok(())

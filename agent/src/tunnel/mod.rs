@@ -175,6 +175,14 @@ impl Tunnels {
         self.status.clone()
     }
 
+    /// The userspace IP-in-IP data path's counters, when it runs.
+    pub fn userspace_counters(&self) -> Option<userspace::Counters> {
+        self.ipip
+            .as_ref()
+            .and_then(|ipip| ipip.userspace.as_ref())
+            .map(userspace::UserspaceIpip::counters)
+    }
+
     /// Sets up the devices the configuration asks for and removes those it no longer does.
     /// Failures are logged and reported in the status; routes then stay plain.
     pub async fn configure(&mut self, config: &Config, blocks: &[IpNetwork]) {
