@@ -22,7 +22,7 @@ pub use fsm::{Negotiated, State};
 pub use rib::decision::Reason;
 pub use rib::table::{Best, Path, PeerId, RouteAttributes, path_flags};
 pub use speaker::config::{
-    Filter, MaxPrefix, MaxPrefixAction, PeerConfig, PrefixRange, SpeakerConfig,
+    ConnectionLimits, Filter, MaxPrefix, MaxPrefixAction, PeerConfig, PrefixRange, SpeakerConfig,
 };
 pub use speaker::core::{Counters, LinkAddress, PeerStatus, SpeakerEvent};
-pub use speaker::runtime::{Notice, RouteEntry, Speaker, Stopped, Subscription};
+pub use speaker::runtime::{ConnectionStats, Notice, RouteEntry, Speaker, Stopped, Subscription};

@@ -1,5 +1,5 @@
 //! Socket options the standard library and socket2 do not offer: the TCP MD5 signature option
-//! (RFC 2385) and the minimum TTL of GTSM (RFC 5082). This is the one module allowed `unsafe`:
+//! (RFC 2385), the minimum TTL of GTSM (RFC 5082) and going back to the default TTL. This is the one module allowed `unsafe`:
 //! each call hands the kernel a pointer to a value that lives across the call.
 #![allow(unsafe_code)]
 
@@ -50,7 +50,19 @@ pub fn set_tcp_md5(socket: &impl AsFd, peer: IpAddr, key: &[u8]) -> io::Result<(
     setsockopt(socket, libc::IPPROTO_TCP, libc::TCP_MD5SIG, &value)
 }
 
-/// GTSM (RFC 5082): drop packets arriving with a TTL (or hop limit) below `min`.
+/// Sends with this TTL (hop limit), or with the system's default when `None`.
+pub fn set_ttl(socket: &impl AsFd, ipv6: bool, ttl: Option<u8>) -> io::Result<()> {
+    // -1 asks Linux for the default (the route's or the sysctl's).
+    let value = ttl.map_or(-1, libc::c_int::from);
+    if ipv6 {
+        setsockopt(socket, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &value)
+    } else {
+        setsockopt(socket, libc::IPPROTO_IP, libc::IP_TTL, &value)
+    }
+}
+
+/// GTSM (RFC 5082): drop packets arriving with a TTL (or hop limit) below `min`; 0 turns the
+/// check off.
 pub fn set_min_ttl(socket: &impl AsFd, ipv6: bool, min: u8) -> io::Result<()> {
     let value = libc::c_int::from(min);
     if ipv6 {

@@ -8,11 +8,12 @@ use tern_bgp::fsm::State;
 use tern_bgp::speaker::config::{PeerConfig, SpeakerConfig};
 use tern_bgp::speaker::core::SpeakerEvent;
 use tern_bgp::speaker::runtime::{Notice, Speaker, Subscription};
-use tern_bgp::wire::{
-    Capability, Community, Context, Family, HEADER_LEN, Message, NextHop, Open, code,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tern_bgp::wire::{Community, Message, NextHop, code};
+use tokio::net::TcpListener;
+
+mod common;
+
+use common::{accept_session, read_message};
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
@@ -251,39 +252,6 @@ async fn a_lossless_subscriber_gets_every_event_however_far_behind() {
     }
     assert!(agent.try_next().is_none(), "nothing more than the changes");
     speaker.shutdown(false).await.unwrap();
-}
-
-/// Reads one whole message (decoded without a negotiated context, which suits what these tests
-/// look at: OPEN, KEEPALIVE, NOTIFICATION and empty UPDATEs).
-async fn read_message(stream: &mut TcpStream) -> Option<Message> {
-    let mut header = [0u8; HEADER_LEN];
-    stream.read_exact(&mut header).await.ok()?;
-    let length = usize::from(u16::from_be_bytes([header[16], header[17]]));
-    let mut bytes = header.to_vec();
-    bytes.resize(length, 0);
-    stream.read_exact(&mut bytes[HEADER_LEN..]).await.ok()?;
-    Some(Message::decode(&bytes, &Context::default()).expect("the speaker sends valid messages"))
-}
-
-/// Plays a peer on a raw socket: accepts the speaker's connection, reads its OPEN and answers
-/// with an OPEN offering `hold_time` and a KEEPALIVE.
-async fn accept_session(listener: &TcpListener, asn: u32, hold_time: u16) -> TcpStream {
-    let (mut stream, _) = listener.accept().await.unwrap();
-    assert!(matches!(
-        read_message(&mut stream).await,
-        Some(Message::Open(_))
-    ));
-    let open = Open::new(
-        asn,
-        hold_time,
-        Ipv4Addr::new(10, 9, 9, 9),
-        vec![Capability::Multiprotocol(Family::IPV4_UNICAST)],
-    );
-    let context = Context::default();
-    let mut bytes = Message::Open(open).to_bytes(&context).unwrap();
-    bytes.extend(Message::Keepalive.to_bytes(&context).unwrap());
-    stream.write_all(&bytes).await.unwrap();
-    stream
 }
 
 fn is_state(state: State) -> impl FnMut(&SpeakerEvent) -> bool {

@@ -34,6 +34,53 @@ pub struct SpeakerConfig {
     /// unset). The queue is allocated up front, so a speaker without subscribers keeps it small;
     /// an agent that takes every change (ternd) wants it large enough to ride out a full table.
     pub event_queue: Option<usize>,
+    /// Bounds on what TCP connections may hold of the speaker.
+    pub connections: ConnectionLimits,
+}
+
+/// Bounds on TCP connections, so that no address that can reach port 179 and no peer that stops
+/// reading can make the speaker hold unbounded sockets, tasks or memory.
+///
+/// What happens at each bound:
+/// - a connection from an address that is no configured peer is closed at once (reset, both
+///   directions) and counted in [`ConnectionStats::refused_not_peer`](crate::ConnectionStats);
+/// - an accepted connection that would make more than [`max_pending`](Self::max_pending)
+///   inbound connections not yet Established is closed at once the same way and counted in
+///   `refused_at_cap`; outbound connections are ours, one per configured peer, and not counted;
+/// - a connection that has not sent an OPEN within [`open_timeout`](Self::open_timeout) of
+///   coming up is closed and counted in `open_timeouts`;
+/// - a connection whose unwritten bytes would pass [`send_queue_bytes`](Self::send_queue_bytes),
+///   or whose socket takes no byte for [`write_timeout`](Self::write_timeout), is dropped with a
+///   NOTIFICATION (Cease, out of resources; RFC 4486 subcode 8, best effort), its queue freed
+///   at once, and counted in `send_stalls`. The core encodes a peer's whole backlog in one go
+///   (a new session is sent the whole table at once), so the bound must exceed the encoded
+///   size of the table a healthy peer is sent: 32 MiB hold millions of IPv4 routes packed by
+///   shared attributes, or about 500,000 routes that each have attributes of their own (some 60
+///   octets an UPDATE). A healthy peer that reads slowly is not dropped: only a queue that
+///   would pass the bound, or no progress at all for the write timeout, is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// How long a connection may take to send its OPEN (30 s). RFC 4271 leaves the OpenSent
+    /// hold time at 4 minutes; a connection that has said nothing valid gets less.
+    pub open_timeout: Duration,
+    /// How many inbound connections may be up and not yet Established at once (2,048: two per
+    /// peer of a 1,000-node mesh, as during connection collisions, and room to spare).
+    pub max_pending: usize,
+    /// The most unwritten bytes a connection may queue (32 MiB).
+    pub send_queue_bytes: usize,
+    /// How long a socket may accept no byte while we have bytes for it (60 s).
+    pub write_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            open_timeout: Duration::from_secs(30),
+            max_pending: 2048,
+            send_queue_bytes: 32 << 20,
+            write_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 impl SpeakerConfig {
@@ -49,6 +96,7 @@ impl SpeakerConfig {
             stale_routes_time: Duration::from_secs(360),
             long_lived_stale_time: None,
             event_queue: None,
+            connections: ConnectionLimits::default(),
         }
     }
 

@@ -1,8 +1,12 @@
-//! Helpers shared by the codec tests: hex input, message framing, and byte comparisons that print
-//! a hex diff on failure.
+//! Helpers shared by the codec tests (hex input, message framing, and byte comparisons that print
+//! a hex diff on failure) and the runtime tests (reading a message off a socket).
 #![allow(dead_code)]
 
-use tern_bgp::wire::{Context, Message};
+use std::net::Ipv4Addr;
+
+use tern_bgp::wire::{Capability, Context, Family, HEADER_LEN, Message, Open};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 /// Parses hex, ignoring whitespace, `_`, and comments from `#` to the end of a line.
 pub fn hex(text: &str) -> Vec<u8> {
@@ -84,4 +88,38 @@ pub fn four_octet() -> Context {
         four_octet_as: true,
         ..Context::default()
     }
+}
+
+/// Reads one whole message off a socket (decoded without a negotiated context, which suits what
+/// the runtime tests look at: OPEN, KEEPALIVE, NOTIFICATION and empty UPDATEs); `None` when the
+/// connection ends first.
+pub async fn read_message(stream: &mut TcpStream) -> Option<Message> {
+    let mut header = [0u8; HEADER_LEN];
+    stream.read_exact(&mut header).await.ok()?;
+    let length = usize::from(u16::from_be_bytes([header[16], header[17]]));
+    let mut bytes = header.to_vec();
+    bytes.resize(length, 0);
+    stream.read_exact(&mut bytes[HEADER_LEN..]).await.ok()?;
+    Some(Message::decode(&bytes, &Context::default()).expect("the speaker sends valid messages"))
+}
+
+/// Plays a peer on a raw socket: accepts the speaker's connection, reads its OPEN and answers
+/// with an OPEN offering `hold_time` and a KEEPALIVE.
+pub async fn accept_session(listener: &TcpListener, asn: u32, hold_time: u16) -> TcpStream {
+    let (mut stream, _) = listener.accept().await.unwrap();
+    assert!(matches!(
+        read_message(&mut stream).await,
+        Some(Message::Open(_))
+    ));
+    let open = Open::new(
+        asn,
+        hold_time,
+        Ipv4Addr::new(10, 9, 9, 9),
+        vec![Capability::Multiprotocol(Family::IPV4_UNICAST)],
+    );
+    let context = Context::default();
+    let mut bytes = Message::Open(open).to_bytes(&context).unwrap();
+    bytes.extend(Message::Keepalive.to_bytes(&context).unwrap());
+    stream.write_all(&bytes).await.unwrap();
+    stream
 }

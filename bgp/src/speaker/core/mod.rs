@@ -128,6 +128,22 @@ pub enum Input {
         /// The error, with its NOTIFICATION.
         error: WireError,
     },
+    /// The peer on this connection stopped reading: its send queue reached its bound, or its
+    /// socket took nothing for the write timeout. The session is reset with Cease, out of
+    /// resources (RFC 4486 subcode 8); the runtime has already dropped the queue.
+    SendStalled {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// The kernel refused the peer's TCP MD5 key (RFC 2385), on the listener or on an outbound
+    /// socket. The peer is held down rather than run unsigned, with `error` as its last error,
+    /// until its configuration changes.
+    PasswordRefused {
+        /// The peer.
+        address: IpAddr,
+        /// The kernel's answer, as the operator reads it.
+        error: String,
+    },
     /// A timer fired.
     TimerExpired(TimerKey),
     /// Stop everything. A graceful stop (a planned restart) closes the connections without a
@@ -181,7 +197,9 @@ pub enum Output {
         /// The negotiated context.
         context: Context,
     },
-    /// Close the connection once what was sent is written.
+    /// Close the connection. A NOTIFICATION sent just before is written first (best effort,
+    /// within a short bound); what else was queued and not yet written is dropped, so a close
+    /// never waits behind a backlog.
     Close {
         /// The connection.
         conn: ConnId,
@@ -447,6 +465,8 @@ impl Core {
             Input::ConnectFailed { conn } | Input::Closed { conn } => self.closed(conn, now),
             Input::Received { conn, message } => self.received(conn, message, now),
             Input::DecodeError { conn, error } => self.decode_error(conn, error, now),
+            Input::SendStalled { conn } => self.send_stalled(conn, now),
+            Input::PasswordRefused { address, error } => self.password_refused(address, error, now),
             Input::TimerExpired(key) => {
                 if self.timers.remove(&key) {
                     self.timer_expired(key, now);

@@ -264,6 +264,39 @@ impl Core {
         }
     }
 
+    /// The peer stopped reading (see [`super::Input::SendStalled`]).
+    pub(super) fn send_stalled(&mut self, conn: ConnId, now: Instant) {
+        if let Some((address, session)) = self.conns.get(&conn).copied() {
+            let cease = Notification::cease(cease_subcode::OUT_OF_RESOURCES);
+            self.fsm_event(address, session, Event::MessageError(cease), now);
+        }
+    }
+
+    /// The kernel refused the peer's MD5 key (see [`super::Input::PasswordRefused`]): every
+    /// session stops and stays down, and subscribers hear why.
+    pub(super) fn password_refused(&mut self, address: IpAddr, error: String, now: Instant) {
+        let Some(peer) = self.peers.get(&address) else {
+            return;
+        };
+        let sessions: Vec<SessionId> = std::iter::once(peer.primary.id)
+            .chain(peer.secondary.as_ref().map(|s| s.id))
+            .collect();
+        for session in sessions {
+            self.fsm_event(address, session, Event::ManualStop { message: None }, now);
+        }
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let error = format!("TCP MD5 key refused by the kernel: {error}");
+        peer.last_error = Some(error.clone());
+        let state = peer.primary.fsm.state();
+        self.emit(Output::Event(SpeakerEvent::PeerState {
+            address,
+            state,
+            error: Some(error),
+        }));
+    }
+
     pub(super) fn accepted(
         &mut self,
         conn: ConnId,
@@ -644,6 +677,7 @@ fn describe(n: &Notification, direction: &str) -> String {
                 cease_subcode::ADMINISTRATIVE_RESET => "administrative reset",
                 cease_subcode::CONNECTION_REJECTED => "connection rejected",
                 cease_subcode::CONNECTION_COLLISION_RESOLUTION => "connection collision resolution",
+                cease_subcode::OUT_OF_RESOURCES => "out of resources",
                 _ => "cease",
             };
             match n.shutdown_message() {

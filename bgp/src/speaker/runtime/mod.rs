@@ -3,10 +3,12 @@
 //! One task owns the core and all its state, fed by bounded channels: requests from handles
 //! (commands, status and route queries, answered between batches of inputs) and inputs from
 //! the connection tasks. It passes each input to the core with the time from tokio's clock
-//! (which tests may pause), and carries out what the core returns: `connection` opens,
-//! accepts, reads and writes TCP connections (decoding in the reader tasks, in parallel, so a
-//! fast peer cannot outrun the core without TCP pushing back), `timers` runs the core's
-//! timers, and `subscription` hands events to subscribers.
+//! (which tests may pause), and carries out what the core returns: `listener` accepts
+//! connections from configured peers only, within a cap, `connection` opens, reads and writes
+//! TCP connections within the bounds of [`ConnectionLimits`](super::config::ConnectionLimits)
+//! (decoding in the reader tasks, in parallel, so a fast peer cannot outrun the core without
+//! TCP pushing back), `timers` runs the core's timers, and `subscription` hands events to
+//! subscribers.
 
 use std::collections::HashMap;
 use std::io;
@@ -19,20 +21,24 @@ use ipnetwork::IpNetwork;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{error, info, warn};
 
-use self::connection::{ConnHandle, TtlPolicies, TtlPolicy, WriterCommand};
+use self::connection::{ConnHandle, Figures, Queued, Setup};
+use self::listener::{Admit, Peers, TtlPolicy};
 use self::subscription::LosslessSenders;
 use self::timers::Timers;
 use super::config::{PeerConfig, SpeakerConfig};
 use super::core::{ConnId, Core, Input, Output, PeerStatus, SpeakerEvent};
+use crate::fsm::State;
 use crate::rib::table::Best;
 use crate::wire::Community;
 
 mod connection;
+mod listener;
 mod subscription;
 mod timers;
 
+pub use self::connection::ConnectionStats;
 pub use self::subscription::{Notice, Subscription};
 
 /// How many inputs may queue for the core before readers wait.
@@ -79,6 +85,8 @@ pub struct Speaker {
     /// Subscribers that must see every event (the node agent): unbounded queues, which hold
     /// memory only while their reader is behind.
     lossless: LosslessSenders,
+    /// The connection figures, read without asking the core task.
+    figures: Arc<Figures>,
 }
 
 /// Why a request to the speaker failed.
@@ -99,7 +107,7 @@ impl Speaker {
         config: SpeakerConfig,
         listen: &[SocketAddr],
     ) -> io::Result<(Speaker, Vec<SocketAddr>)> {
-        let listeners = connection::listen(listen)?;
+        let listeners = listener::listen(listen)?;
         let bound = listeners
             .iter()
             .map(|l| l.local_addr())
@@ -108,22 +116,29 @@ impl Speaker {
         let (events_tx, _) = broadcast::channel(config.event_queue.unwrap_or(EVENT_QUEUE).max(16));
         let (internal_tx, internal_rx) = mpsc::channel(INPUT_QUEUE);
         let next_conn = Arc::new(AtomicU64::new(RUNTIME_CONN_BASE));
-        let ttl: TtlPolicies = Arc::default();
+        let peers: Peers = Arc::default();
+        let figures = Arc::new(Figures::default());
+        let setup = Setup {
+            internal: internal_tx.clone(),
+            figures: figures.clone(),
+            limits: config.connections,
+        };
         for listener in &listeners {
-            tokio::spawn(connection::accept_loop(
+            tokio::spawn(listener::accept_loop(
                 listener.clone(),
-                internal_tx.clone(),
+                setup.clone(),
                 next_conn.clone(),
-                ttl.clone(),
+                peers.clone(),
             ));
         }
         let lossless = LosslessSenders::default();
         let runtime = Runtime {
-            ttl,
+            peers,
+            setup,
+            deferred: Vec::new(),
             core: Core::new(config),
             conns: HashMap::new(),
             timers: Timers::default(),
-            internal: internal_tx,
             events: events_tx.clone(),
             lossless: lossless.clone(),
             lossless_now: Vec::new(),
@@ -137,6 +152,7 @@ impl Speaker {
                 requests: requests_tx,
                 events: events_tx,
                 lossless,
+                figures,
             },
             bound,
         ))
@@ -193,6 +209,12 @@ impl Speaker {
         self.input(Input::Shutdown { graceful }).await
     }
 
+    /// The speaker-wide connection figures: refused and dropped connections, and what is
+    /// pending and queued now. Read without waiting for the core.
+    pub fn connection_stats(&self) -> ConnectionStats {
+        self.figures.snapshot()
+    }
+
     /// A snapshot of every peer.
     pub async fn peers(&self) -> Result<Vec<PeerStatus>, Stopped> {
         let (reply, answer) = oneshot::channel();
@@ -237,11 +259,15 @@ impl Speaker {
 }
 
 struct Runtime {
-    ttl: TtlPolicies,
+    /// The configured peers, for the accept loops.
+    peers: Peers,
+    /// What connection tasks are started with.
+    setup: Setup,
+    /// Inputs the runtime itself raised while carrying out outputs, handled next.
+    deferred: Vec<Input>,
     core: Core,
     conns: HashMap<ConnId, ConnHandle>,
     timers: Timers,
-    internal: mpsc::Sender<Internal>,
     events: broadcast::Sender<SpeakerEvent>,
     lossless: LosslessSenders,
     /// The lossless senders as of this input (taken from `lossless` once per input).
@@ -356,15 +382,36 @@ impl Runtime {
             .collect()
     }
 
+    /// Handles an input and whatever the runtime raises while carrying it out.
     fn input(&mut self, input: Input) {
+        self.handle(input);
+        while let Some(next) = self.deferred.pop() {
+            self.handle(next);
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        let mut gone = None;
         match &input {
             Input::AddPeer(config) | Input::UpdatePeer(config) => {
-                self.set_password(config);
-                let policy = TtlPolicy::of(config, self.core.config().asn);
-                if let Ok(mut map) = self.ttl.lock() {
-                    map.insert(config.address, policy);
+                let admit = Admit {
+                    ttl: TtlPolicy::of(config, self.core.config().asn),
+                    password_refused: false,
+                };
+                if let Ok(mut map) = self.peers.lock() {
+                    map.insert(config.address, admit);
                 }
+                self.set_password(config.address, config.password.as_deref());
+                listener::set_listener_ttl(&self.listeners, &self.peers);
             }
+            Input::RemovePeer(address) => {
+                if let Ok(mut map) = self.peers.lock() {
+                    map.remove(address);
+                }
+                self.set_password(*address, None);
+                listener::set_listener_ttl(&self.listeners, &self.peers);
+            }
+            Input::Closed { conn } => gone = Some(*conn),
             _ => {}
         }
         if let Ok(mut senders) = self.lossless.lock() {
@@ -377,6 +424,10 @@ impl Runtime {
         let outputs = self.core.handle(input, Instant::now());
         for output in outputs {
             self.output(output);
+        }
+        if let Some(conn) = gone {
+            // Its tasks are ending: dropping the handle stops the other one.
+            self.conns.remove(&conn);
         }
         if !self.batch.is_empty() {
             // One message per input for each lossless subscriber; the last one takes the
@@ -391,46 +442,62 @@ impl Runtime {
         }
     }
 
-    /// Keeps the listeners' MD5 keys in step with the peers' passwords.
-    fn set_password(&mut self, config: &PeerConfig) {
-        let key = config.password.clone().unwrap_or_default();
-        let old = self
-            .passwords
-            .get(&config.address)
-            .cloned()
-            .unwrap_or_default();
+    /// Keeps the listeners' MD5 keys in step with the peers' passwords. A key the kernel
+    /// refuses holds the peer down (it would otherwise be accepted unsigned).
+    fn set_password(&mut self, address: IpAddr, password: Option<&str>) {
+        let key = password.unwrap_or_default();
+        let old = self.passwords.get(&address).map_or("", String::as_str);
         if key == old {
             return;
         }
-        connection::set_listener_password(&self.listeners, config.address, &key);
-        self.passwords.insert(config.address, key);
+        match listener::set_listener_password(&self.listeners, address, key) {
+            Ok(()) if key.is_empty() => {
+                self.passwords.remove(&address);
+            }
+            Ok(()) => {
+                self.passwords.insert(address, key.to_owned());
+            }
+            Err(failure) if key.is_empty() => {
+                warn!(peer = %address, error = %failure, "cannot clear the TCP MD5 key on the listener");
+            }
+            Err(failure) => {
+                error!(peer = %address, error = %failure, "the kernel refused the TCP MD5 key on the listener; the peer stays down");
+                self.passwords.remove(&address);
+                if let Ok(mut map) = self.peers.lock()
+                    && let Some(admit) = map.get_mut(&address)
+                {
+                    admit.password_refused = true;
+                }
+                self.deferred.push(Input::PasswordRefused {
+                    address,
+                    error: failure.to_string(),
+                });
+            }
+        }
     }
 
     fn output(&mut self, output: Output) {
         match output {
             Output::Connect { conn, peer } => {
                 let policy = TtlPolicy::of(&peer, self.core.config().asn);
-                tokio::spawn(connection::connect(
-                    conn,
-                    peer,
-                    policy,
-                    self.internal.clone(),
-                ));
+                tokio::spawn(connection::connect(conn, peer, policy, self.setup.clone()));
             }
             Output::Send { conn, bytes } => {
-                if let Some(handle) = self.conns.get(&conn) {
-                    let _ = handle.writer.send(WriterCommand::Write(bytes));
+                let limit = self.setup.limits.send_queue_bytes;
+                if let Some(handle) = self.conns.get(&conn)
+                    && handle.send(bytes, limit) == Queued::Stalled
+                {
+                    self.deferred.push(Input::SendStalled { conn });
                 }
             }
             Output::SetContext { conn, context } => {
                 if let Some(handle) = self.conns.get(&conn) {
-                    let _ = handle.context.send(Some(context));
+                    handle.set_context(context);
                 }
             }
             Output::Close { conn } => {
-                if let Some(handle) = self.conns.remove(&conn) {
-                    let _ = handle.writer.send(WriterCommand::Close);
-                }
+                // Dropping the handle closes the connection.
+                self.conns.remove(&conn);
             }
             Output::StartTimer(key, after) => self.timers.start(key, after),
             Output::StopTimer(key) => self.timers.stop(key),
@@ -442,6 +509,11 @@ impl Runtime {
                 } = &event
                 {
                     info!(peer = %address, state = state.as_str(), error = error.as_deref().unwrap_or(""), "peer state");
+                    if *state == State::Established {
+                        for handle in self.conns.values().filter(|h| h.peer == *address) {
+                            handle.established();
+                        }
+                    }
                 }
                 if self.events.receiver_count() > 0 {
                     if self.lossless_now.is_empty() {
