@@ -283,12 +283,16 @@ impl Agent {
     /// What the node refused to protect itself, from the kernel writer and the tunnels.
     fn refusals(&self) -> Refusals {
         let tunnel = self.tunnels.userspace_counters().unwrap_or_default();
+        let connections = self.speaker.connection_stats();
         Refusals {
             kernel_routes_held_by_others: self.programmer.refused(),
+            connections_from_non_peers: connections.refused_not_peer,
+            connections_over_the_cap: connections.refused_at_cap,
+            connections_without_open: connections.open_timeouts,
+            sessions_stalled: connections.send_stalls,
             ipip_unknown_source: tunnel.unknown_source,
             ipip_foreign_source: tunnel.foreign_source,
             ipip_not_local: tunnel.not_local,
-            ..Refusals::default()
         }
     }
 

@@ -55,6 +55,10 @@ pub struct Refusals {
     pub connections_from_non_peers: u64,
     /// Connections closed because too many were not yet Established.
     pub connections_over_the_cap: u64,
+    /// Connections dropped for sending no OPEN in time.
+    pub connections_without_open: u64,
+    /// Sessions dropped because the peer stopped reading what we sent.
+    pub sessions_stalled: u64,
     /// Decapsulated IP-in-IP packets dropped: from no known node.
     pub ipip_unknown_source: u64,
     /// From a known node with an inner source outside its blocks.

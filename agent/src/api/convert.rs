@@ -607,6 +607,8 @@ pub fn status(status: AgentStatus, peers: &[PeerStatus], blocks: usize) -> pb::G
             ipip_unknown_source: status.refusals.ipip_unknown_source,
             ipip_foreign_source: status.refusals.ipip_foreign_source,
             ipip_not_local: status.refusals.ipip_not_local,
+            connections_without_open: status.refusals.connections_without_open,
+            sessions_stalled: status.refusals.sessions_stalled,
         }),
     }
 }

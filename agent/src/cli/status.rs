@@ -35,6 +35,8 @@ struct RefusalsView {
     kernel_routes_held_by_others: u64,
     connections_from_non_peers: u64,
     connections_over_the_cap: u64,
+    connections_without_open: u64,
+    sessions_stalled: u64,
     ipip_unknown_source: u64,
     ipip_foreign_source: u64,
     ipip_not_local: u64,
@@ -78,6 +80,8 @@ pub(super) async fn show(channel: Channel, output: Output) -> Result<(), Error> 
                 kernel_routes_held_by_others: r.kernel_routes_held_by_others,
                 connections_from_non_peers: r.connections_from_non_peers,
                 connections_over_the_cap: r.connections_over_the_cap,
+                connections_without_open: r.connections_without_open,
+                sessions_stalled: r.sessions_stalled,
                 ipip_unknown_source: r.ipip_unknown_source,
                 ipip_foreign_source: r.ipip_foreign_source,
                 ipip_not_local: r.ipip_not_local,
@@ -94,7 +98,7 @@ pub(super) async fn show(channel: Channel, output: Output) -> Result<(), Error> 
              blocks:      {}\n\
              kernel:      {} learned routes\n\
              refused:     {} routes held by another protocol, {} connections from non-peers, \
-             {} over the pending cap, {} IP-in-IP packets (unknown node {}, forged source {}, \
+             {} over the pending cap, {} without an OPEN, {} sessions that stopped reading, {} IP-in-IP packets (unknown node {}, forged source {}, \
              not local {})\n",
             view.version,
             view.node,
@@ -116,6 +120,8 @@ pub(super) async fn show(channel: Channel, output: Output) -> Result<(), Error> 
             view.refusals.kernel_routes_held_by_others,
             view.refusals.connections_from_non_peers,
             view.refusals.connections_over_the_cap,
+            view.refusals.connections_without_open,
+            view.refusals.sessions_stalled,
             view.refusals.ipip_unknown_source
                 + view.refusals.ipip_foreign_source
                 + view.refusals.ipip_not_local,
