@@ -15,16 +15,13 @@
 //! here and removed after each run, also when it fails; every address lives inside them, and
 //! only processes started here are stopped, by their PID.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use tern_bench::harness::{NamespaceGuard, median, sibling};
+use tern_bench::harness::{NamespaceGuard, api_peer, expect_line, ip, median, sibling};
 use tern_bgp::wire::{Capability, Context, Family, HEADER_LEN, Message, Open};
 use tern_proto::v1 as pb;
 use tern_proto::v1::peer_service_client::PeerServiceClient;
@@ -52,17 +49,6 @@ const DROP_TIMEOUT: Duration = Duration::from_secs(180);
 const READ_BEFORE_STALL: usize = 4 << 10;
 /// The peer's receive buffer.
 const PEER_RCVBUF: usize = 4096;
-
-fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new("ip")
-        .args(args)
-        .stderr(Stdio::null())
-        .status()?;
-    if !status.success() {
-        bail!("ip {} failed", args.join(" "));
-    }
-    Ok(())
-}
 
 /// The namespaces and processes of one run, removed when dropped.
 #[derive(Debug)]
@@ -114,39 +100,6 @@ impl Run {
         }
         Ok(run)
     }
-
-    /// Starts `program` in `ns` with stderr going to `log`; returns its PID and stdout lines.
-    fn start(
-        &mut self,
-        ns: &str,
-        program: &Path,
-        args: &[String],
-        log: &Path,
-    ) -> anyhow::Result<(u32, mpsc::Receiver<String>)> {
-        // `ip netns exec` execs the program, so the PID is the program's own.
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(File::create(log)?)
-            .spawn()
-            .with_context(|| format!("cannot start {}", program.display()))?;
-        let pid = child.id();
-        let stdout = child.stdout.take().context("no stdout")?;
-        self.namespaces.adopt(child);
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Ok((pid, rx))
-    }
 }
 
 /// ternd's configuration: the injector connects to ternd, ternd connects to the peer.
@@ -192,19 +145,6 @@ fn injector_args(count: u32) -> Vec<String> {
     ]
     .map(str::to_owned)
     .to_vec()
-}
-
-/// Waits for the line starting with `word`.
-fn expect(lines: &mpsc::Receiver<String>, who: &str, word: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + SESSION_TIMEOUT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) if line.starts_with(word) => return Ok(()),
-            Ok(_) => {}
-            Err(_) => bail!("{who}: no `{word}` (see its log)"),
-        }
-    }
 }
 
 /// A field of /proc/PID/status, in kB.
@@ -260,22 +200,6 @@ fn stall(listener: &TcpListener) -> anyhow::Result<(TcpStream, Instant)> {
     Ok((stream, Instant::now()))
 }
 
-/// One peer's entry in ListPeers.
-async fn peer(
-    client: &mut PeerServiceClient<tonic::transport::Channel>,
-    address: &str,
-) -> anyhow::Result<pb::Peer> {
-    let peers = client
-        .list_peers(pb::ListPeersRequest {})
-        .await?
-        .into_inner()
-        .peers;
-    peers
-        .into_iter()
-        .find(|p| p.config.as_ref().is_some_and(|c| c.address == address))
-        .with_context(|| format!("ternd has no peer {address}"))
-}
-
 /// What one run measured.
 #[derive(Debug)]
 struct Measured {
@@ -300,26 +224,26 @@ fn one_run(
     std::fs::write(&config, ternd_config(dir))?;
     let socket = dir.join("tern.sock");
     let _ = std::fs::remove_file(&socket);
-    let (ternd, _) = run.start(
+    let (ternd, _) = run.namespaces.start(
         DUT_NS,
         &bin.join("ternd"),
         &["--config".to_owned(), config.display().to_string()],
         &dir.join("ternd.log"),
     )?;
-    let (_, injector) = run.start(
+    let (_, injector) = run.namespaces.start(
         INJ_NS,
         &bin.join("tern-bench"),
         &injector_args(count),
         &dir.join("injector.log"),
     )?;
-    expect(&injector, "the injector", "start")?;
+    expect_line(&injector, "the injector", "start", SESSION_TIMEOUT)?;
     let established = pb::SessionState::Established as i32;
     let mut client = runtime.block_on(async {
         let channel = tern_agent::api::connect_unix(&socket).await?;
         let mut client = PeerServiceClient::new(channel);
         let deadline = Instant::now() + ROUTES_TIMEOUT;
         loop {
-            let accepted = peer(&mut client, INJECTOR)
+            let accepted = api_peer(&mut client, INJECTOR)
                 .await?
                 .counters
                 .map_or(0, |c| c.prefixes_accepted);
@@ -353,7 +277,7 @@ fn one_run(
     let to_drop = runtime.block_on(async {
         loop {
             peak_kb = peak_kb.max(status_kb(ternd, "VmHWM:")?);
-            let state = peer(&mut client, PEER).await?.state;
+            let state = api_peer(&mut client, PEER).await?.state;
             if state != established {
                 return anyhow::Ok(last_read.elapsed());
             }
