@@ -1,17 +1,24 @@
-//! Helpers shared by the benchmark programs: a guard for a run's namespaces and processes, a
-//! netlink route listener inside a namespace, the median of a run's figures, and where the
-//! programs built beside this one are. Namespaces are made and deleted with tern-e2e's netns
+//! Helpers shared by the benchmark programs: a guard for a run's namespaces and processes (and
+//! the programs it starts in them, with their output lines), `ip` in a namespace, a netlink route
+//! listener inside a namespace, the median of a run's figures, ternd's view of one peer over its
+//! API, and where the programs built beside this one are. Namespaces are made and deleted with tern-e2e's netns
 //! helpers (the lab's), so every address lives inside `tern-*` namespaces and nothing of the
 //! host's own network is touched.
 
+use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
-use std::process::Child;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use tern_e2e::netns;
+use tern_proto::v1 as pb;
+use tern_proto::v1::peer_service_client::PeerServiceClient;
 
 /// The namespaces of one run and the processes started in them: dropping the guard kills the
 /// processes (this process's children, by their handles) and deletes the namespaces, with their
@@ -48,6 +55,93 @@ impl NamespaceGuard {
     pub fn adopt(&mut self, child: Child) {
         self.children.push(child);
     }
+
+    /// Starts `program` in `ns` as part of the run, with stderr going to `log`; returns its PID
+    /// and its stdout lines.
+    pub fn start(
+        &mut self,
+        ns: &str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+    ) -> anyhow::Result<(u32, mpsc::Receiver<String>)> {
+        // `ip netns exec` execs the program, so the PID is the program's own.
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(log)?)
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        let pid = child.id();
+        let stdout = child.stdout.take().context("no stdout")?;
+        self.adopt(child);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok((pid, rx))
+    }
+}
+
+/// Runs `ip` with these arguments (`-n NS ...` inside a namespace).
+pub fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new("ip")
+        .args(args)
+        .stderr(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("ip {} failed", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Waits for the line of a started program's output that starts with `word`, and returns the
+/// rest of it.
+pub fn expect_line(
+    lines: &mpsc::Receiver<String>,
+    who: &str,
+    word: &str,
+    timeout: Duration,
+) -> anyhow::Result<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(rest) = line.strip_prefix(word) {
+                    return Ok(rest.trim().to_owned());
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => bail!("{who}: no `{word}` in {timeout:?}"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("{who} exited before `{word}` (see its log)")
+            }
+        }
+    }
+}
+
+/// ternd's entry for the peer at `address`, from ListPeers on its API.
+pub async fn api_peer(
+    client: &mut PeerServiceClient<tonic::transport::Channel>,
+    address: &str,
+) -> anyhow::Result<pb::Peer> {
+    let peers = client
+        .list_peers(pb::ListPeersRequest {})
+        .await?
+        .into_inner()
+        .peers;
+    peers
+        .into_iter()
+        .find(|p| p.config.as_ref().is_some_and(|c| c.address == address))
+        .with_context(|| format!("ternd has no peer {address}"))
 }
 
 impl Drop for NamespaceGuard {

@@ -22,18 +22,15 @@
 //! also when it fails; every address lives inside them, and only processes started here are
 //! stopped, by their PID.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use tern_bench::harness::{NamespaceGuard, median, sibling};
+use tern_bench::harness::{NamespaceGuard, api_peer, expect_line, ip, median, sibling};
 use tern_proto::v1 as pb;
 use tern_proto::v1::peer_service_client::PeerServiceClient;
 use tern_proto::v1::route_service_client::RouteServiceClient;
@@ -69,17 +66,6 @@ fn now_ns() -> u128 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos()
-}
-
-fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new("ip")
-        .args(args)
-        .stderr(Stdio::null())
-        .status()?;
-    if !status.success() {
-        bail!("ip {} failed", args.join(" "));
-    }
-    Ok(())
 }
 
 /// With or without the concurrent listing.
@@ -146,63 +132,6 @@ impl Run {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
         Ok(run)
-    }
-
-    /// Starts `program` in `ns` with stderr going to `log`; returns its PID and stdout lines.
-    fn start(
-        &mut self,
-        ns: &str,
-        program: &Path,
-        args: &[String],
-        log: &Path,
-    ) -> anyhow::Result<(u32, mpsc::Receiver<String>)> {
-        // `ip netns exec` execs the program, so the PID is the program's own.
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(File::create(log)?)
-            .spawn()
-            .with_context(|| format!("cannot start {}", program.display()))?;
-        let pid = child.id();
-        let stdout = child.stdout.take().context("no stdout")?;
-        self.namespaces.adopt(child);
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Ok((pid, rx))
-    }
-}
-
-/// Waits for the line starting with `word` and returns the rest of it.
-fn expect(
-    lines: &mpsc::Receiver<String>,
-    who: &str,
-    word: &str,
-    timeout: Duration,
-) -> anyhow::Result<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => {
-                if let Some(rest) = line.strip_prefix(word) {
-                    return Ok(rest.trim().to_owned());
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => bail!("{who}: no `{word}` in {timeout:?}"),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                bail!("{who} exited before `{word}` (see its log)")
-            }
-        }
     }
 }
 
@@ -383,22 +312,6 @@ fn list_in_a_loop(
     })
 }
 
-/// One peer's entry in ListPeers.
-async fn peer(
-    client: &mut PeerServiceClient<tonic::transport::Channel>,
-    address: &str,
-) -> anyhow::Result<pb::Peer> {
-    let peers = client
-        .list_peers(pb::ListPeersRequest {})
-        .await?
-        .into_inner()
-        .peers;
-    peers
-        .into_iter()
-        .find(|p| p.config.as_ref().is_some_and(|c| c.address == address))
-        .with_context(|| format!("ternd has no peer {address}"))
-}
-
 /// Waits until `done` holds for the peer at `address`.
 async fn wait_for_peer(
     client: &mut PeerServiceClient<tonic::transport::Channel>,
@@ -407,7 +320,7 @@ async fn wait_for_peer(
     done: impl Fn(&pb::Peer) -> bool,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + SESSION_TIMEOUT;
-    while !done(&peer(client, address).await?) {
+    while !done(&api_peer(client, address).await?) {
         if Instant::now() > deadline {
             bail!("peer {address}: {what} did not happen in {SESSION_TIMEOUT:?}");
         }
@@ -445,43 +358,43 @@ fn one_run(
 ) -> anyhow::Result<Measured> {
     let mut run = Run::build()?;
     let bench = bin.join("tern-bench");
-    let (_, monitor_1) = run.start(
+    let (_, monitor_1) = run.namespaces.start(
         MON_NS,
         &bench,
         &monitor_args(MONITOR_1, count),
         &dir.join("monitor1.log"),
     )?;
-    let (_, monitor_2) = run.start(
+    let (_, monitor_2) = run.namespaces.start(
         MON_NS,
         &bench,
         &monitor_args(MONITOR_2, 2 * count),
         &dir.join("monitor2.log"),
     )?;
-    expect(&monitor_1, "monitor 1", "listening", SESSION_TIMEOUT)?;
-    expect(&monitor_2, "monitor 2", "listening", SESSION_TIMEOUT)?;
+    expect_line(&monitor_1, "monitor 1", "listening", SESSION_TIMEOUT)?;
+    expect_line(&monitor_2, "monitor 2", "listening", SESSION_TIMEOUT)?;
 
     let config = dir.join("ternd.yaml");
     std::fs::write(&config, ternd_config(dir))?;
     let socket = dir.join("tern.sock");
     let _ = std::fs::remove_file(&socket);
-    let (ternd, _) = run.start(
+    let (ternd, _) = run.namespaces.start(
         DUT_NS,
         &bin.join("ternd"),
         &["--config".to_owned(), config.display().to_string()],
         &dir.join("ternd.log"),
     )?;
-    expect(&monitor_1, "monitor 1", "established", SESSION_TIMEOUT)?;
-    expect(&monitor_2, "monitor 2", "established", SESSION_TIMEOUT)?;
+    expect_line(&monitor_1, "monitor 1", "established", SESSION_TIMEOUT)?;
+    expect_line(&monitor_2, "monitor 2", "established", SESSION_TIMEOUT)?;
 
     // Preload set A; monitor 1 holding all of it ends the preload, and it exits.
-    let (_, injector_a) = run.start(
+    let (_, injector_a) = run.namespaces.start(
         A_NS,
         &bench,
         &injector_args(INJECTOR_A, 0, count),
         &dir.join("injector-a.log"),
     )?;
-    expect(&injector_a, "injector A", "start", SESSION_TIMEOUT)?;
-    expect(&monitor_1, "monitor 1", "done", ROUTES_TIMEOUT)?;
+    expect_line(&injector_a, "injector A", "start", SESSION_TIMEOUT)?;
+    expect_line(&monitor_1, "monitor 1", "done", ROUTES_TIMEOUT)?;
     runtime.block_on(async {
         let channel = tern_agent::api::connect_unix(&socket).await?;
         let mut peers = PeerServiceClient::new(channel);
@@ -508,20 +421,21 @@ fn one_run(
         // Let the first pages flow before set B starts.
         std::thread::sleep(Duration::from_millis(500));
     }
-    let (_, injector_b) = run.start(
+    let (_, injector_b) = run.namespaces.start(
         B_NS,
         &bench,
         &injector_args(INJECTOR_B, count, count),
         &dir.join("injector-b.log"),
     )?;
-    expect(&injector_b, "injector B", "established", SESSION_TIMEOUT)?;
+    expect_line(&injector_b, "injector B", "established", SESSION_TIMEOUT)?;
     let compiler_before = compiler_running();
     let (ternd_before, client_before) = (
         cpu_seconds(ternd, ticks),
         cpu_seconds(std::process::id(), ticks),
     );
-    let started: u128 = expect(&injector_b, "injector B", "start", SESSION_TIMEOUT)?.parse()?;
-    let ended: u128 = expect(&monitor_2, "monitor 2", "done", ROUTES_TIMEOUT)?.parse()?;
+    let started: u128 =
+        expect_line(&injector_b, "injector B", "start", SESSION_TIMEOUT)?.parse()?;
+    let ended: u128 = expect_line(&monitor_2, "monitor 2", "done", ROUTES_TIMEOUT)?.parse()?;
     let (ternd_after, client_after) = (
         cpu_seconds(ternd, ticks),
         cpu_seconds(std::process::id(), ticks),

@@ -510,13 +510,14 @@ async fn writer(
                 None => break,
             },
         };
-        shared.dequeued(chunk.len());
         if shared.stalled.load(Ordering::Relaxed) && !is_notification(&chunk) {
             // The peer stopped reading: the backlog goes unwritten.
+            shared.dequeued(chunk.len());
             continue;
         }
+        // The message counts as queued until it is written or dropped.
         match write_chunk(&mut write, &chunk, timeout, &mut closing_rx).await {
-            Written::All => {}
+            Written::All => shared.dequeued(chunk.len()),
             Written::Closing(done) => {
                 in_flight = Some((chunk, done));
                 break;
@@ -536,6 +537,7 @@ async fn writer(
                 break;
             }
             Written::Failed => {
+                shared.dequeued(chunk.len());
                 let _ = setup
                     .internal
                     .send(Internal::Input(Box::new(Input::Closed { conn })))
@@ -567,7 +569,9 @@ async fn writer(
         write.shutdown().await
     };
     let flushed = matches!(tokio::time::timeout(CLOSE_GRACE, finish).await, Ok(Ok(())));
-    drop(in_flight);
+    if let Some((chunk, _)) = in_flight {
+        shared.dequeued(chunk.len());
+    }
     if !flushed {
         // Reset: the kernel drops what the peer would not take instead of keeping it.
         let _ = socket2::SockRef::from(write.as_ref()).set_linger(Some(Duration::ZERO));

@@ -411,6 +411,14 @@ impl Runtime {
                 self.set_password(*address, None);
                 listener::set_listener_ttl(&self.listeners, &self.peers);
             }
+            Input::PasswordRefused { address, .. } => {
+                // Its connections would arrive unsigned: the accept loops refuse them.
+                if let Ok(mut map) = self.peers.lock()
+                    && let Some(admit) = map.get_mut(address)
+                {
+                    admit.password_refused = true;
+                }
+            }
             Input::Closed { conn } => gone = Some(*conn),
             _ => {}
         }
@@ -463,11 +471,6 @@ impl Runtime {
             Err(failure) => {
                 error!(peer = %address, error = %failure, "the kernel refused the TCP MD5 key on the listener; the peer stays down");
                 self.passwords.remove(&address);
-                if let Ok(mut map) = self.peers.lock()
-                    && let Some(admit) = map.get_mut(&address)
-                {
-                    admit.password_refused = true;
-                }
                 self.deferred.push(Input::PasswordRefused {
                     address,
                     error: failure.to_string(),
