@@ -1,7 +1,7 @@
 //! A peer that stops reading (issue 12): ternd holds N routes from an injector, then a peer
 //! establishes, reads the first UPDATEs and stops reading, with a receive buffer of a few
 //! kilobytes. The figures are the time from the peer's last read to ternd dropping the session
-//! (ternd's write timeout, 60 s, unless the send queue's bound, 32 MiB, comes first), and ternd's
+//! (ternd's write timeout, 60 s, unless the send queue's bound, 128 MiB, comes first), and ternd's
 //! memory: its peak RSS (VmHWM, reset just before the peer connects) while it feeds the peer,
 //! and its RSS before the peer and after the drop.
 //!

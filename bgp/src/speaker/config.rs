@@ -54,9 +54,9 @@ pub struct SpeakerConfig {
 ///   NOTIFICATION (Cease, out of resources; RFC 4486 subcode 8, best effort), its queue freed
 ///   at once, and counted in `send_stalls`. The core encodes a peer's whole backlog in one go
 ///   (a new session is sent the whole table at once), so the bound must exceed the encoded
-///   size of the table a healthy peer is sent: 32 MiB hold millions of IPv4 routes packed by
-///   shared attributes, or about 500,000 routes that each have attributes of their own (some 60
-///   octets an UPDATE). A healthy peer that reads slowly is not dropped: only a queue that
+///   size of the table a healthy peer is sent: 128 MiB hold tens of millions of IPv4 routes
+///   packed by shared attributes, or about 2,000,000 routes that each have attributes of their
+///   own (some 60 octets an UPDATE), twice a full Internet table. A healthy peer that reads slowly is not dropped: only a queue that
 ///   would pass the bound, or no progress at all for the write timeout, is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
@@ -66,7 +66,7 @@ pub struct ConnectionLimits {
     /// How many inbound connections may be up and not yet Established at once (2,048: two per
     /// peer of a 1,000-node mesh, as during connection collisions, and room to spare).
     pub max_pending: usize,
-    /// The most unwritten bytes a connection may queue (32 MiB).
+    /// The most unwritten bytes a connection may queue (128 MiB).
     pub send_queue_bytes: usize,
     /// How long a socket may accept no byte while we have bytes for it (60 s).
     pub write_timeout: Duration,
@@ -77,7 +77,7 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             open_timeout: Duration::from_secs(30),
             max_pending: 2048,
-            send_queue_bytes: 32 << 20,
+            send_queue_bytes: 128 << 20,
             write_timeout: Duration::from_secs(60),
         }
     }
