@@ -121,6 +121,8 @@ ipPools:
   - cidr: 10.244.0.0/16
 stateFile: {}
 apiSocket: {}
+# The injector sends a full table: above the default prefix limit.
+maxPrefixes: {{limit: 4000000}}
 log:
   level: warn
 ",
