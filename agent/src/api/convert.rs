@@ -314,6 +314,7 @@ pub fn peer(status: &PeerStatus, kind: Option<PeerKind>) -> pb::Peer {
             prefixes_received: counters.prefixes_received,
             prefixes_accepted: counters.prefixes_accepted as u64,
             prefixes_advertised: counters.prefixes_advertised,
+            updates_treated_as_withdraw: counters.updates_treated_as_withdraw,
         }),
     }
 }

@@ -119,6 +119,7 @@ pub(super) struct PeerView {
     prefixes_advertised: u64,
     updates_received: u64,
     updates_sent: u64,
+    updates_treated_as_withdraw: u64,
     /// For the table only.
     #[serde(skip)]
     pub(super) since_time: Option<SystemTime>,
@@ -209,6 +210,7 @@ pub(super) fn peer_view(peer: pb::Peer) -> PeerView {
         prefixes_advertised: counters.prefixes_advertised,
         updates_received: counters.updates_received,
         updates_sent: counters.updates_sent,
+        updates_treated_as_withdraw: counters.updates_treated_as_withdraw,
         since_time,
     }
 }
