@@ -273,7 +273,7 @@ impl Programmer {
             // Never write before having seen the table once.
             match self.scan().await {
                 Ok(table) => {
-                    self.owners().learn(table);
+                    self.owners().learn(table.ours.into_keys(), table.foreign);
                     self.shared.scanned.store(true, Ordering::Release);
                 }
                 Err(error) => tracing::warn!(%error, "cannot dump the route table"),
@@ -366,7 +366,7 @@ impl Programmer {
             match self.scan().await {
                 Ok(table) => {
                     let mut owners = self.owners();
-                    owners.learn(table);
+                    owners.learn(table.ours.into_keys(), table.foreign);
                     for request in unresolved {
                         if let Some(protocol) = owners.foreign.get(&request.prefix) {
                             refused.push((request.prefix, *protocol));
@@ -542,15 +542,13 @@ impl Programmer {
     /// deletes a route of ours found beside one of another protocol (which appeared after ours,
     /// with another metric): that prefix is theirs.
     pub async fn dump(&self) -> Result<BTreeMap<IpNetwork, RouteKind>, rtnetlink::Error> {
-        let table = self.scan().await?;
-        let mut ours = table.ours.clone();
-        let contested: Vec<(IpNetwork, u8)> = table
-            .foreign
+        let Table { mut ours, foreign } = self.scan().await?;
+        let contested: Vec<(IpNetwork, u8)> = foreign
             .iter()
             .filter(|(prefix, _)| ours.contains_key(prefix))
             .map(|(prefix, protocol)| (*prefix, *protocol))
             .collect();
-        self.owners().learn(table);
+        self.owners().learn(ours.keys().copied(), foreign);
         self.shared.scanned.store(true, Ordering::Release);
         if !contested.is_empty() {
             let prefixes: Vec<IpNetwork> = contested.iter().map(|(prefix, _)| *prefix).collect();
@@ -685,9 +683,13 @@ impl Programmer {
 impl Owners {
     /// Takes in a dump: its foreign prefixes replace those known (a route of another protocol
     /// that is gone frees its prefix), its routes of ours are added.
-    fn learn(&mut self, table: Table) {
-        self.ours.extend(table.ours.into_keys());
-        self.foreign = table.foreign;
+    fn learn(
+        &mut self,
+        ours: impl IntoIterator<Item = IpNetwork>,
+        foreign: HashMap<IpNetwork, u8>,
+    ) {
+        self.ours.extend(ours);
+        self.foreign = foreign;
     }
 }
 
